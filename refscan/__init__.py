@@ -1,0 +1,49 @@
+"""refscan: track datasets and models in external object stores by reference (see SPEC §1)."""
+
+from .errors import (
+    AccessDenied,
+    BackendError,
+    InvalidName,
+    InvalidURI,
+    ManifestError,
+    MissingDependency,
+    NotFound,
+    PathConflict,
+    RefscanError,
+    TooManyObjects,
+    UnsafePath,
+    UnsupportedScheme,
+)
+from .manifest import Manifest, ManifestEntry
+from .options import GCSOptions, HTTPOptions, Options, S3Options
+from .scan import DEFAULT_MAX_OBJECTS, Scanner, ScanRequest, ascan, iter_scan, scan
+from .uri import RefURI
+
+__all__ = [
+    "DEFAULT_MAX_OBJECTS",
+    "AccessDenied",
+    "BackendError",
+    "GCSOptions",
+    "HTTPOptions",
+    "InvalidName",
+    "InvalidURI",
+    "Manifest",
+    "ManifestEntry",
+    "ManifestError",
+    "MissingDependency",
+    "NotFound",
+    "Options",
+    "PathConflict",
+    "RefURI",
+    "RefscanError",
+    "S3Options",
+    "ScanRequest",
+    "Scanner",
+    "TooManyObjects",
+    "UnsafePath",
+    "UnsupportedScheme",
+    "ascan",
+    "iter_scan",
+    "scan",
+]
+__version__ = "0.1.0"

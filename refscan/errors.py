@@ -1,0 +1,55 @@
+"""The refscan error tree: every exception refscan raises on purpose derives from `RefscanError`.
+
+Backend exceptions (botocore, gcsfs, aiohttp, OSError) are translated by the resolvers; they never reach
+users. Messages name the reference in its redacted form and say what to do next.
+"""
+
+from __future__ import annotations
+
+
+class RefscanError(Exception):
+    """Base of every error refscan raises on purpose."""
+
+
+class InvalidURI(RefscanError, ValueError):
+    """A reference string that cannot be parsed (raised before any network call)."""
+
+
+class UnsupportedScheme(InvalidURI):
+    """A URI whose scheme refscan has no resolver for."""
+
+
+class MissingDependency(RefscanError, ImportError):
+    """The backend library for a scheme is not installed; the message carries the pip command."""
+
+
+class NotFound(RefscanError, FileNotFoundError):
+    """The object, version, folder or bucket does not exist (or the folder is empty)."""
+
+
+class AccessDenied(RefscanError, PermissionError):
+    """The store refused the request; the message says which permission is likely missing."""
+
+
+class TooManyObjects(RefscanError, ValueError):
+    """A folder holds more objects than `max_objects`; nothing was returned or added."""
+
+
+class BackendError(RefscanError):
+    """The store could not be reached or kept failing after retries (network, throttling, 5xx)."""
+
+
+class InvalidName(RefscanError, ValueError):
+    """An artifact name or entry path that breaks the naming rules."""
+
+
+class UnsafePath(RefscanError, ValueError):
+    """An entry path that would escape its root (`..`, absolute, NUL) or cannot be named safely."""
+
+
+class PathConflict(RefscanError, ValueError):
+    """Two entries claim the same path (or a file and a folder share one) with different content."""
+
+
+class ManifestError(RefscanError, ValueError):
+    """A manifest file that is not valid W&B v1 JSON or holds fields of the wrong type."""

@@ -1,0 +1,157 @@
+"""`ManifestEntry` and `Manifest`: the W&B v1 manifest model, its JSON codec and digest (SPEC §6)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ManifestError, PathConflict
+
+STORAGE_POLICY = "wandb-storage-policy-v1"
+MAX_SIZE = 1 << 62  # a sanity bound on `size` read from untrusted manifests
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One entry: `path` inside the artifact, `ref` to the external object (None for stored files),
+    `digest` (its fingerprint), `size` in bytes when known, and backend `extra` (etag, versionID, ...)."""
+
+    path: str
+    digest: str
+    ref: str | None = None
+    size: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The W&B v1 `contents` value: None-valued fields and an empty extra are omitted."""
+        out: dict[str, Any] = {"digest": self.digest}
+        if self.ref is not None:
+            out["ref"] = self.ref
+        if self.size is not None:
+            out["size"] = self.size
+        extra = {k: v for k, v in self.extra.items() if v is not None}
+        if extra:
+            out["extra"] = extra
+        return out
+
+    @classmethod
+    def from_dict(cls, path: str, data: Any) -> ManifestEntry:
+        """Decode one `contents` value; raises `ManifestError` on wrong types. Unknown keys are ignored."""
+        if not isinstance(path, str) or not path:
+            raise ManifestError(f"manifest path {path!r} is not a non-empty string")
+        if not isinstance(data, Mapping):
+            raise ManifestError(f"manifest entry {path!r} is not an object")
+        digest = data.get("digest")
+        if not isinstance(digest, str):
+            raise ManifestError(f"manifest entry {path!r}: digest must be a string")
+        ref = data.get("ref")
+        if ref is not None and not isinstance(ref, str):
+            raise ManifestError(f"manifest entry {path!r}: ref must be a string")
+        size = data.get("size")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_SIZE):
+            raise ManifestError(f"manifest entry {path!r}: size must be a non-negative integer")
+        extra = data.get("extra") or {}
+        if not isinstance(extra, Mapping):
+            raise ManifestError(f"manifest entry {path!r}: extra must be an object")
+        return cls(path=path, digest=digest, ref=ref, size=size, extra=dict(extra))
+
+
+def manifest_digest(entries: Iterable[ManifestEntry]) -> str:
+    """md5 over `wandb-artifact-manifest-v1\\n` and `path:digest\\n` for each path in sorted order."""
+    h = hashlib.md5(b"wandb-artifact-manifest-v1\n")
+    for e in sorted(entries, key=lambda e: e.path):
+        h.update(f"{e.path}:{e.digest}\n".encode())
+    return h.hexdigest()
+
+
+class Manifest:
+    """An ordered mapping path → entry. Iteration and `to_dict` are in path order."""
+
+    def __init__(self, entries: Iterable[ManifestEntry] = ()) -> None:
+        self._entries: dict[str, ManifestEntry] = {}
+        for e in entries:
+            self.add(e)
+
+    def add(self, entry: ManifestEntry) -> None:
+        """Add `entry`; an equal entry at the same path is a no-op, a different digest raises PathConflict."""
+        old = self._entries.get(entry.path)
+        if old is not None and old.digest != entry.digest:
+            raise PathConflict(
+                f"path {entry.path!r} is already in the manifest with digest {old.digest!r} "
+                f"(new digest {entry.digest!r}); pass a different name="
+            )
+        self._entries[entry.path] = entry
+
+    @property
+    def entries(self) -> dict[str, ManifestEntry]:
+        return dict(sorted(self._entries.items()))
+
+    def __iter__(self) -> Iterator[ManifestEntry]:
+        return iter(self.entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._entries
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Manifest) and self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Manifest({len(self)} entries, digest={self.digest})"
+
+    @property
+    def digest(self) -> str:
+        return manifest_digest(self._entries.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "storagePolicy": STORAGE_POLICY,
+            "storagePolicyConfig": {"storageLayout": "V2"},
+            "contents": {path: e.to_dict() for path, e in sorted(self._entries.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Manifest:
+        """Decode W&B v1 JSON (as written by W&B or refscan); raises `ManifestError` when invalid."""
+        if not isinstance(data, Mapping):
+            raise ManifestError("manifest must be a JSON object")
+        version = data.get("version", 1)
+        if version != 1:
+            raise ManifestError(f"unsupported manifest version {version!r} (expected 1)")
+        contents = data.get("contents")
+        if not isinstance(contents, Mapping):
+            raise ManifestError("manifest has no 'contents' object")
+        return cls(ManifestEntry.from_dict(path, value) for path, value in contents.items())
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+    def dump(self, path: str | os.PathLike[str]) -> None:
+        """Write the JSON atomically (temp file + rename)."""
+        target = Path(path)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp.write_text(self.to_json(), encoding="utf-8")
+        os.replace(tmp, target)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Manifest:
+        """Read a manifest JSON file; raises `ManifestError` for unreadable or invalid files."""
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ManifestError(f"cannot read manifest {os.fspath(path)!r}: {exc}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"manifest {os.fspath(path)!r} is not valid JSON: {exc}") from None
+        return cls.from_dict(data)

@@ -1,0 +1,107 @@
+"""Options: per-scheme settings with environment defaults (SPEC §2). Every field is optional.
+
+Secrets (keys, tokens, headers) are excluded from `repr` so an `Options` can be logged safely.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+RetryMode = Literal["standard", "adaptive"]
+
+
+@dataclass(frozen=True)
+class S3Options:
+    """S3 and S3-compatible stores (MinIO, R2, Ceph, moto).
+
+    `endpoint_url` falls back to AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, then AWS_S3_ENDPOINT_URL;
+    `region` to the AWS chain (AWS_REGION / AWS_DEFAULT_REGION / profile). `anonymous` sends unsigned
+    requests. `requester_pays` adds RequestPayer=requester. `checksums` asks HeadObject for additional
+    checksums (ChecksumMode=ENABLED) on single objects.
+    """
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    anonymous: bool = False
+    requester_pays: bool = False
+    addressing_style: Literal["auto", "path", "virtual"] | str | None = None
+    aws_access_key_id: str | None = field(default=None, repr=False)
+    aws_secret_access_key: str | None = field(default=None, repr=False)
+    aws_session_token: str | None = field(default=None, repr=False)
+    retry_mode: RetryMode = "adaptive"
+    max_attempts: int = 8
+    max_pool_connections: int = 64
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    checksums: bool = False
+
+    def resolved_endpoint_url(self) -> str | None:
+        """The endpoint to use: the option, else the environment variables of SPEC §2, else AWS."""
+        if self.endpoint_url:
+            return self.endpoint_url
+        for var in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_S3_ENDPOINT_URL"):
+            value = os.environ.get(var)
+            if value:
+                return value
+        return None
+
+
+@dataclass(frozen=True)
+class GCSOptions:
+    """Google Cloud Storage.
+
+    Without options: application default credentials, or anonymous access to STORAGE_EMULATOR_HOST
+    when that variable is set. `token` is anything gcsfs accepts ("anon", "google_default", a path to a
+    service-account JSON, a credentials object). `requester_pays` bills `project` (userProject).
+    """
+
+    project: str | None = None
+    token: Any = field(default=None, repr=False)
+    endpoint_url: str | None = None
+    requester_pays: bool = False
+    max_attempts: int = 6
+    timeout: float = 60.0
+
+    def resolved_endpoint_url(self) -> str | None:
+        if self.endpoint_url:
+            return self.endpoint_url
+        host = os.environ.get("STORAGE_EMULATOR_HOST")
+        if host:
+            return host if "://" in host else f"http://{host}"
+        return None
+
+    def resolved_token(self) -> Any:
+        if self.token is not None:
+            return self.token
+        if self.endpoint_url is None and os.environ.get("STORAGE_EMULATOR_HOST"):
+            return "anon"
+        return None
+
+    def resolved_project(self) -> str | None:
+        return self.project or os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCLOUD_PROJECT")
+
+
+@dataclass(frozen=True)
+class HTTPOptions:
+    """HTTP(S) references: extra request headers (e.g. Authorization — never logged or recorded),
+    a per-request timeout in seconds, a per-host connection limit and retry attempts."""
+
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    timeout: float = 30.0
+    per_host_limit: int = 16
+    max_attempts: int = 5
+    trust_env: bool = True
+
+
+@dataclass(frozen=True)
+class Options:
+    """All settings. `concurrency` bounds the requests in flight across a scanner."""
+
+    concurrency: int = 64
+    s3: S3Options = field(default_factory=S3Options)
+    gcs: GCSOptions = field(default_factory=GCSOptions)
+    http: HTTPOptions = field(default_factory=HTTPOptions)
