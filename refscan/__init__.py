@@ -1,8 +1,11 @@
 """refscan: track datasets and models in external object stores by reference (see SPEC §1)."""
 
+from .download import adownload, download
 from .errors import (
     AccessDenied,
     BackendError,
+    ChecksumMismatch,
+    DownloadError,
     InvalidName,
     InvalidURI,
     ManifestError,
@@ -18,11 +21,14 @@ from .manifest import Manifest, ManifestEntry
 from .options import GCSOptions, HTTPOptions, Options, S3Options
 from .scan import DEFAULT_MAX_OBJECTS, Scanner, ScanRequest, ascan, iter_scan, scan
 from .uri import RefURI
+from .verify import VerifyReport, VerifyResult, averify, verify
 
 __all__ = [
     "DEFAULT_MAX_OBJECTS",
     "AccessDenied",
     "BackendError",
+    "ChecksumMismatch",
+    "DownloadError",
     "GCSOptions",
     "HTTPOptions",
     "InvalidName",
@@ -42,8 +48,14 @@ __all__ = [
     "TooManyObjects",
     "UnsafePath",
     "UnsupportedScheme",
+    "VerifyReport",
+    "VerifyResult",
+    "adownload",
     "ascan",
+    "averify",
+    "download",
     "iter_scan",
     "scan",
+    "verify",
 ]
 __version__ = "0.1.0"

@@ -53,3 +53,15 @@ class PathConflict(RefscanError, ValueError):
 
 class ManifestError(RefscanError, ValueError):
     """A manifest file that is not valid W&B v1 JSON or holds fields of the wrong type."""
+
+
+class ChecksumMismatch(RefscanError):
+    """Bytes read from the store do not match the fingerprint recorded in the manifest."""
+
+
+class DownloadError(RefscanError):
+    """Some entries could not be downloaded; `failures` maps each path to its error."""
+
+    def __init__(self, message: str, failures: dict[str, RefscanError]) -> None:
+        super().__init__(message)
+        self.failures = failures

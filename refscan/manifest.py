@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from .errors import ManifestError, PathConflict
 
@@ -155,3 +155,15 @@ class Manifest:
         except json.JSONDecodeError as exc:
             raise ManifestError(f"manifest {os.fspath(path)!r} is not valid JSON: {exc}") from None
         return cls.from_dict(data)
+
+
+ManifestSource = Union["Manifest", Iterable[ManifestEntry], str, "os.PathLike[str]"]
+
+
+def as_manifest(source: ManifestSource) -> Manifest:
+    """A Manifest from a Manifest, entries, or the path of a W&B v1 JSON file."""
+    if isinstance(source, Manifest):
+        return source
+    if isinstance(source, str | os.PathLike):
+        return Manifest.load(source)
+    return Manifest(source)

@@ -1,0 +1,142 @@
+"""Download: fetch every entry at its pinned version into a folder, checked and atomic (SPEC §8).
+
+All paths are validated for the whole manifest before anything is written: nothing may land outside
+`root` (`UnsafePath`) and no file may sit where another entry needs a folder (`PathConflict`). Files already
+present with the recorded content are kept, so an interrupted download resumes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+
+import anyio
+
+from .errors import ChecksumMismatch, DownloadError, PathConflict, RefscanError, UnsafePath
+from .fingerprint import ContentHasher, Match, fingerprint
+from .manifest import ManifestEntry, ManifestSource, as_manifest
+from .options import Options
+from .resolvers import Resolver
+from .resolvers.file import CHUNK
+from .scan import Scanner
+from .sync import run_sync
+from .uri import RefURI
+from .verify import pinned_uri
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def safe_target(root: Path, path: str) -> Path:
+    """`root/path`, or `UnsafePath` when `path` is absolute, has a drive, NUL, backslash, `.`/`..` or empty
+    segments."""
+    if not path or "\x00" in path or "\\" in path or path.startswith("/") or _DRIVE.match(path):
+        raise UnsafePath(f"refusing to write {path!r}: not a plain relative path")
+    parts = path.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise UnsafePath(f"refusing to write {path!r}: it has an empty, '.' or '..' segment")
+    return root.joinpath(*parts)
+
+
+def plan(entries: list[ManifestEntry], root: Path) -> list[tuple[ManifestEntry, Path]]:
+    """Targets under the absolute folder `root` for all entries; raises before any write when one is unsafe
+    or two clash."""
+    targets = [(e, safe_target(root, e.path)) for e in entries]
+    files = {e.path for e in entries}
+    for e in entries:
+        parts = e.path.split("/")
+        for i in range(1, len(parts)):
+            folder = "/".join(parts[:i])
+            if folder in files:
+                raise PathConflict(f"{folder!r} is a file in the manifest but {e.path!r} needs it to be a folder")
+    for _, target in targets:
+        _refuse_symlinks(root, target)
+    return targets
+
+
+def _refuse_symlinks(root: Path, target: Path) -> None:
+    """Refuse a target when a symlink stands anywhere between `root` and it (it could point outside)."""
+    current = root
+    for part in target.relative_to(root).parts:
+        current = current / part
+        if current.is_symlink():
+            raise UnsafePath(f"refusing to write through the symlink {current}")
+
+
+def _make_parent(root: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _refuse_symlinks(root, target)  # again: a symlink may have been swapped in since planning
+
+
+def _file_md5_matches(path: Path, scheme: str, entry: ManifestEntry) -> bool:
+    """True when the file at `path` already holds the recorded content (blocking)."""
+    hasher = ContentHasher(scheme, fingerprint(scheme, entry.digest, entry.size, entry.extra))
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                hasher.update(chunk)
+    except OSError:
+        return False
+    return hasher.check()[0] is Match.SAME
+
+
+async def _fetch(resolver: Resolver, uri: RefURI, entry: ManifestEntry, root: Path, target: Path) -> None:
+    if await anyio.to_thread.run_sync(_file_md5_matches, target, uri.scheme, entry):
+        return
+    await anyio.to_thread.run_sync(_make_parent, root, target)
+    hasher = ContentHasher(uri.scheme, fingerprint(uri.scheme, entry.digest, entry.size, entry.extra))
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+    try:
+        async with await anyio.open_file(tmp, "xb") as f:
+            async for chunk in resolver.read(uri):
+                hasher.update(chunk)
+                await f.write(chunk)
+        match, why = hasher.check()
+        if match is Match.DIFFERENT:
+            raise ChecksumMismatch(f"{entry.path}: {why}; not written")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+async def adownload(
+    source: ManifestSource, root: str | os.PathLike[str], *, options: Options | None = None
+) -> list[Path]:
+    """Download every entry of `source` to `root/<path>`; returns the written paths in path order.
+
+    Raises `UnsafePath` / `PathConflict` before writing anything, and `DownloadError` listing every entry
+    that failed (others are still written) after the rest finished.
+    """
+    entries = list(as_manifest(source))
+    base = Path(await anyio.Path(root).absolute())
+    targets = await anyio.to_thread.run_sync(plan, entries, base)
+    failures: dict[str, RefscanError] = {}
+    async with Scanner(options) as scanner:
+        files = anyio.CapacityLimiter(scanner.options.concurrency)  # apart from the per-request limiter
+
+        async def one(entry: ManifestEntry, target: Path) -> None:
+            try:
+                uri = pinned_uri(entry)
+                resolver = await scanner.resolver(uri.scheme)
+                async with files:
+                    await _fetch(resolver, uri, entry, base, target)
+            except RefscanError as exc:
+                failures[entry.path] = exc
+            except OSError as exc:
+                failures[entry.path] = RefscanError(f"cannot write {target}: {exc.strerror or exc}")
+
+        async with anyio.create_task_group() as tg:
+            for entry, target in targets:
+                tg.start_soon(one, entry, target)
+    if failures:
+        first = "; ".join(f"{p}: {e}" for p, e in sorted(failures.items())[:3])
+        raise DownloadError(f"{len(failures)} of {len(entries)} entries failed: {first}", failures)
+    return [t for _, t in targets]
+
+
+def download(
+    source: ManifestSource, root: str | os.PathLike[str], *, options: Options | None = None
+) -> list[Path]:
+    """Synchronous `adownload`; safe inside a running event loop."""
+    return run_sync(lambda: adownload(source, root, options=options))

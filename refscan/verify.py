@@ -1,0 +1,209 @@
+"""Verification: prove that what a manifest references is still exactly there (SPEC §7).
+
+Each entry is re-resolved at its recorded version (S3 version id, GCS generation) or, when unpinned, as the
+current object, and its fingerprint compared with the recorded one. `deep=True` also reads the bytes and
+checks them against the strongest hash known. Entries are checked concurrently, bounded by the scanner.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import anyio
+
+from .errors import InvalidURI, NotFound, RefscanError
+from .fingerprint import ContentHasher, Fingerprint, Match, compare, fingerprint
+from .manifest import ManifestEntry, ManifestSource, as_manifest
+from .options import Options
+from .resolvers import Resolver
+from .scan import Scanner
+from .sync import run_sync
+from .uri import RefURI
+
+Status = Literal["ok", "changed", "missing", "unverifiable", "error"]
+STATUSES: tuple[Status, ...] = ("ok", "changed", "missing", "unverifiable", "error")
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome for one entry: `expected` / `actual` are fingerprints as dicts (None when unknown)."""
+
+    path: str
+    ref: str | None
+    status: Status
+    reason: str
+    expected: dict[str, Any] | None = None
+    actual: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "ref": self.ref,
+            "status": self.status,
+            "reason": self.reason,
+            "expected": self.expected,
+            "actual": self.actual,
+        }
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """All results in path order. `ok` is True when every result is ok or unverifiable."""
+
+    results: tuple[VerifyResult, ...]
+    counts: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        tally = Counter(r.status for r in self.results)
+        object.__setattr__(self, "counts", {s: tally.get(s, 0) for s in STATUSES})
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status in ("ok", "unverifiable") for r in self.results)
+
+    def strict_ok(self) -> bool:
+        """True when every result is ok (unverifiable entries fail, as with the CLI's --strict)."""
+        return all(r.status == "ok" for r in self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "counts": self.counts, "results": [r.to_dict() for r in self.results]}
+
+
+def pinned_uri(entry: ManifestEntry) -> RefURI:
+    """The URI an entry's ref names, pinned to its recorded version (S3 versionID, GCS generation)."""
+    if entry.ref is None:
+        raise InvalidURI(f"{entry.path}: entry has no external reference")
+    uri = RefURI.parse(entry.ref)
+    version = entry.extra.get("versionID")
+    if uri.scheme in ("s3", "gs") and version not in (None, "", "null"):
+        return uri.child(uri.key, str(version))
+    return uri
+
+
+def is_unchecked(entry: ManifestEntry) -> bool:
+    """True for an entry recorded with checksum=False (ref = digest, nothing else)."""
+    return entry.ref == entry.digest and entry.size is None and not entry.extra
+
+
+async def read_and_check(
+    resolver: Resolver, uri: RefURI, expected: Fingerprint, *, part_size: int | None = None
+) -> tuple[Match, str]:
+    """Stream the object's bytes through a `ContentHasher` and check them against `expected`."""
+    hasher = ContentHasher(uri.scheme, expected, part_size=part_size)
+    async for chunk in resolver.read(uri):
+        hasher.update(chunk)
+    return hasher.check()
+
+
+def _result(
+    entry: ManifestEntry,
+    status: Status,
+    reason: str,
+    expected: Fingerprint | None = None,
+    actual: Fingerprint | None = None,
+) -> VerifyResult:
+    return VerifyResult(
+        entry.path,
+        entry.ref,
+        status,
+        reason,
+        expected.as_dict() if expected else None,
+        actual.as_dict() if actual else None,
+    )
+
+
+class _Verifier:
+    def __init__(self, scanner: Scanner, deep: bool) -> None:
+        self.scanner = scanner
+        self.deep = deep
+
+    async def check(self, entry: ManifestEntry) -> VerifyResult:
+        if entry.ref is None:
+            return _result(entry, "unverifiable", "a stored file, not a reference")
+        if is_unchecked(entry):
+            return _result(entry, "unverifiable", "recorded with checksum=False: nothing to compare")
+        try:
+            uri = pinned_uri(entry)
+        except InvalidURI as exc:
+            return _result(entry, "error", str(exc))
+        expected = fingerprint(uri.scheme, entry.digest, entry.size, entry.extra)
+        if not expected.provable:
+            return _result(entry, "unverifiable", "no validator recorded (the server sent no ETag or hash)", expected)
+        try:
+            return await self._check(entry, uri, expected)
+        except RefscanError as exc:
+            return _result(entry, "error", str(exc), expected)
+
+    async def _check(self, entry: ManifestEntry, uri: RefURI, expected: Fingerprint) -> VerifyResult:
+        resolver = await self.scanner.resolver(uri.scheme)
+        try:
+            info = await resolver.stat(uri)
+        except NotFound:
+            if uri.version is None:
+                return _result(entry, "missing", "the object no longer exists", expected)
+            return await self._pin_gone(entry, uri, resolver, expected)
+        actual = fingerprint(uri.scheme, info.digest, info.size, info.extra)
+        match = compare(expected, actual)
+        if match is Match.DIFFERENT:
+            return _result(entry, "changed", "the content fingerprint differs", expected, actual)
+        if match is Match.UNKNOWN:
+            return _result(entry, "unverifiable", "no fingerprint both sides share", expected, actual)
+        if not self.deep:
+            return _result(entry, "ok", "fingerprint matches", expected, actual)
+        part_size = await _part_size(resolver, uri, entry)
+        deep, why = await read_and_check(resolver, uri, expected, part_size=part_size)
+        if deep is Match.UNKNOWN:
+            return _result(entry, "ok", f"fingerprint matches; deep check impossible: {why}", expected, actual)
+        if deep is Match.SAME:
+            return _result(entry, "ok", f"deep check: {why}", expected, actual)
+        if entry.extra.get("sse") == "aws:kms":
+            return _result(entry, "unverifiable", f"the ETag of an SSE-KMS object is not its MD5 ({why})", expected)
+        return _result(entry, "changed", f"deep check: {why}", expected, actual)
+
+    async def _pin_gone(
+        self, entry: ManifestEntry, uri: RefURI, resolver: Resolver, expected: Fingerprint
+    ) -> VerifyResult:
+        try:
+            current = await resolver.stat(uri.child(uri.key))
+        except NotFound:
+            return _result(entry, "missing", f"version {uri.version} and the object are gone", expected)
+        actual = fingerprint(uri.scheme, current.digest, current.size, current.extra)
+        if compare(expected, actual) is Match.SAME:
+            why = f"pinned version {uri.version} is gone; the current object has identical content (the pin moved)"
+            return _result(entry, "ok", why, expected, actual)
+        why = f"pinned version {uri.version} is gone and the object now holds different content"
+        return _result(entry, "changed", why, expected, actual)
+
+
+async def _part_size(resolver: Resolver, uri: RefURI, entry: ManifestEntry) -> int | None:
+    """The multipart part size for an S3 multipart ETag, when the resolver can tell it."""
+    etag = str(entry.extra.get("etag") or entry.digest)
+    getter = getattr(resolver, "part_size", None)
+    if uri.scheme != "s3" or "-" not in etag or getter is None:
+        return None
+    size: int | None = await getter(uri)
+    return size
+
+
+async def averify(source: ManifestSource, *, deep: bool = False, options: Options | None = None) -> VerifyReport:
+    """Verify every entry of `source` (a Manifest, entries, or a manifest JSON path); one result per entry."""
+    manifest = as_manifest(source)
+    entries = list(manifest)
+    results: list[VerifyResult | None] = [None] * len(entries)
+    async with Scanner(options) as scanner:
+        verifier = _Verifier(scanner, deep)
+
+        async def one(i: int) -> None:
+            results[i] = await verifier.check(entries[i])
+
+        async with anyio.create_task_group() as tg:
+            for i in range(len(entries)):
+                tg.start_soon(one, i)
+    return VerifyReport(tuple(r for r in results if r is not None))
+
+
+def verify(source: ManifestSource, *, deep: bool = False, options: Options | None = None) -> VerifyReport:
+    """Synchronous `averify`; safe inside a running event loop."""
+    return run_sync(lambda: averify(source, deep=deep, options=options))
