@@ -8,6 +8,7 @@ checks them against the strongest hash known. Entries are checked concurrently, 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -187,8 +188,15 @@ async def _part_size(resolver: Resolver, uri: RefURI, entry: ManifestEntry) -> i
     return size
 
 
-async def averify(source: ManifestSource, *, deep: bool = False, options: Options | None = None) -> VerifyReport:
-    """Verify every entry of `source` (a Manifest, entries, or a manifest JSON path); one result per entry."""
+async def averify(
+    source: ManifestSource,
+    *,
+    deep: bool = False,
+    options: Options | None = None,
+    on_result: Callable[[VerifyResult], None] | None = None,
+) -> VerifyReport:
+    """Verify every entry of `source` (a Manifest, entries, or a manifest JSON path); one result per entry.
+    `on_result` is called with each result as it is known (progress)."""
     manifest = as_manifest(source)
     entries = list(manifest)
     results: list[VerifyResult | None] = [None] * len(entries)
@@ -196,7 +204,9 @@ async def averify(source: ManifestSource, *, deep: bool = False, options: Option
         verifier = _Verifier(scanner, deep)
 
         async def one(i: int) -> None:
-            results[i] = await verifier.check(entries[i])
+            results[i] = outcome = await verifier.check(entries[i])
+            if on_result is not None:
+                on_result(outcome)
 
         async with anyio.create_task_group() as tg:
             for i in range(len(entries)):
