@@ -1,0 +1,35 @@
+"""Shared fixtures: real servers (see tests/servers), anyio backend, the ``integration`` marker."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.servers.apps import serve_app_fixture
+from tests.servers.gcs import gcs_bucket, gcs_env, gcs_server, gcs_versioned_bucket
+from tests.servers.nginx import nginx_server
+from tests.servers.s3 import s3_bucket, s3_env, s3_server, s3_versioned_bucket
+
+__all__ = [
+    "anyio_backend",
+    "gcs_bucket",
+    "gcs_env",
+    "gcs_server",
+    "gcs_versioned_bucket",
+    "nginx_server",
+    "s3_bucket",
+    "s3_env",
+    "s3_server",
+    "s3_versioned_bucket",
+    "serve_app_fixture",
+]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Also declared in pyproject.toml; registering here keeps --strict-markers happy if run elsewhere.
+    config.addinivalue_line("markers", "integration: needs a real server started by the fixtures")
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """Async tests use ``@pytest.mark.anyio`` (anyio's pytest plugin) on asyncio: aiohttp/aiobotocore need it."""
+    return "asyncio"

@@ -1,0 +1,29 @@
+"""Real test servers (moto S3 under waitress, fake-gcs-server, nginx, aiohttp apps) for integration tests.
+
+Session-scoped fixtures start each server once, on 127.0.0.1 and a free port, and stop its process group at
+the end. A server that cannot start skips its tests locally and fails them under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+from .apps import serve_app
+from .gcs import GCSHTTPError, GCSServer, start_gcs_server
+from .nginx import NginxServer, start_nginx
+from .s3 import S3Server, start_s3_server
+from .util import ServerStartError, free_port, in_ci, unavailable, unique_name
+
+__all__ = [
+    "GCSHTTPError",
+    "GCSServer",
+    "NginxServer",
+    "S3Server",
+    "ServerStartError",
+    "free_port",
+    "in_ci",
+    "serve_app",
+    "start_gcs_server",
+    "start_nginx",
+    "start_s3_server",
+    "unavailable",
+    "unique_name",
+]
