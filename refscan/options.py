@@ -88,13 +88,18 @@ class GCSOptions:
 @dataclass(frozen=True)
 class HTTPOptions:
     """HTTP(S) references: extra request headers (e.g. Authorization — never logged or recorded),
-    a per-request timeout in seconds, a per-host connection limit and retry attempts."""
+    a per-request timeout in seconds, a per-host connection limit and retry attempts.
+
+    Retries wait `backoff` seconds before the second attempt, doubling each time (with jitter); a
+    server's Retry-After replaces the computed wait. No single wait exceeds `max_backoff`."""
 
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     timeout: float = 30.0
     per_host_limit: int = 16
     max_attempts: int = 5
     trust_env: bool = True
+    backoff: float = 0.5
+    max_backoff: float = 20.0
 
 
 @dataclass(frozen=True)

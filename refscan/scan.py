@@ -97,6 +97,8 @@ class Scanner:
         if not checksum:
             yield _unchecked_entry(ref, uri, name)
             return
+        # a URL is never expanded: its name must be known before any request (a trailing '/' needs name=)
+        http_path = object_path(ref, name) if ref.is_http else None
         resolver = await self.resolver(ref.scheme)
         log = logger().bind(uri=str(ref))
         started = time.perf_counter()
@@ -108,7 +110,7 @@ class Scanner:
                     raise
             else:
                 log.debug("scan.object", elapsed=round(time.perf_counter() - started, 4))
-                yield _entry(ref, object_path(ref, name), info)
+                yield _entry(ref, http_path or object_path(ref, name), info)
                 return
         folder = ref.folder()
         count = 0

@@ -23,7 +23,8 @@ from ..uri import RefURI
 class ObjectInfo:
     """One object as its backend reports it.
 
-    - `key`: the object key (s3/gs), the absolute path (file) or the URL as given (http).
+    - `key`: the object key (s3/gs), the absolute path (file) or the URL as given with
+      credentials redacted (http).
     - `digest`: the fingerprint that becomes the manifest digest (SPEC §4 table, per scheme).
     - `size`: bytes, None when the backend does not say.
     - `version`: S3 version id / GCS generation as a string; None when unversioned ("null" on S3 is None).
