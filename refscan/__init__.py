@@ -1,5 +1,6 @@
 """refscan: track datasets and models in external object stores by reference (see SPEC §1)."""
 
+from .artifact import Artifact
 from .download import adownload, download
 from .errors import (
     AccessDenied,
@@ -20,19 +21,24 @@ from .errors import (
 from .manifest import Manifest, ManifestEntry
 from .options import GCSOptions, HTTPOptions, Options, S3Options
 from .scan import DEFAULT_MAX_OBJECTS, Scanner, ScanRequest, ascan, iter_scan, scan
+from .store import ArtifactVersion, FileRow, LineageRow, SealedGroup, SourceChanged, Store, TypeConflict
 from .uri import RefURI
 from .verify import VerifyReport, VerifyResult, averify, verify
 
 __all__ = [
     "DEFAULT_MAX_OBJECTS",
     "AccessDenied",
+    "Artifact",
+    "ArtifactVersion",
     "BackendError",
     "ChecksumMismatch",
     "DownloadError",
+    "FileRow",
     "GCSOptions",
     "HTTPOptions",
     "InvalidName",
     "InvalidURI",
+    "LineageRow",
     "Manifest",
     "ManifestEntry",
     "ManifestError",
@@ -45,7 +51,11 @@ __all__ = [
     "S3Options",
     "ScanRequest",
     "Scanner",
+    "SealedGroup",
+    "SourceChanged",
+    "Store",
     "TooManyObjects",
+    "TypeConflict",
     "UnsafePath",
     "UnsupportedScheme",
     "VerifyReport",

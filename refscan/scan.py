@@ -141,12 +141,20 @@ class Scanner:
         reqs: Sequence[ScanRequest] = [r if isinstance(r, ScanRequest) else ScanRequest(r) for r in requests]
         results: list[list[ManifestEntry]] = [[] for _ in reqs]
 
+        failures: list[Exception] = []
+
         async def one(i: int, r: ScanRequest) -> None:
-            results[i] = await self.scan(r.uri, name=r.name, checksum=r.checksum, max_objects=r.max_objects)
+            try:
+                results[i] = await self.scan(r.uri, name=r.name, checksum=r.checksum, max_objects=r.max_objects)
+            except Exception as exc:  # the first failure wins; the others are cancelled
+                failures.append(exc)
+                tg.cancel_scope.cancel()
 
         async with anyio.create_task_group() as tg:
             for i, r in enumerate(reqs):
                 tg.start_soon(one, i, r)
+        if failures:
+            raise failures[0]
         return results
 
 
