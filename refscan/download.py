@@ -11,10 +11,11 @@ import os
 import re
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
-from .errors import ChecksumMismatch, DownloadError, PathConflict, RefscanError, UnsafePath
+from .errors import ChecksumMismatch, DownloadError, NotFound, PathConflict, RefscanError, UnsafePath
 from .fingerprint import ContentHasher, Match, fingerprint
 from .manifest import ManifestEntry, ManifestSource, as_manifest
 from .options import Options
@@ -24,6 +25,9 @@ from .scan import Scanner
 from .sync import run_sync
 from .uri import RefURI
 from .verify import pinned_uri
+
+if TYPE_CHECKING:
+    from .store import Store
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -81,6 +85,13 @@ def _file_md5_matches(path: Path, scheme: str, entry: ManifestEntry) -> bool:
     return hasher.check()[0] is Match.SAME
 
 
+def _stored_copy(entry: ManifestEntry, store: Store | None) -> RefURI:
+    """The file:// URI of a stored local file's copy in `store`."""
+    if store is None:
+        raise NotFound(f"{entry.path}: a stored file (no ref); download it from its store (NAME:VERSION)")
+    return RefURI("file", "", str(store.object_path(entry.digest)))
+
+
 async def _fetch(resolver: Resolver, uri: RefURI, entry: ManifestEntry, root: Path, target: Path) -> None:
     if await anyio.to_thread.run_sync(_file_md5_matches, target, uri.scheme, entry):
         return
@@ -101,9 +112,15 @@ async def _fetch(resolver: Resolver, uri: RefURI, entry: ManifestEntry, root: Pa
 
 
 async def adownload(
-    source: ManifestSource, root: str | os.PathLike[str], *, options: Options | None = None
+    source: ManifestSource,
+    root: str | os.PathLike[str],
+    *,
+    options: Options | None = None,
+    store: Store | None = None,
 ) -> list[Path]:
     """Download every entry of `source` to `root/<path>`; returns the written paths in path order.
+
+    Entries without a ref are local files kept in `store` (required for those).
 
     Raises `UnsafePath` / `PathConflict` before writing anything, and `DownloadError` listing every entry
     that failed (others are still written) after the rest finished.
@@ -117,7 +134,7 @@ async def adownload(
 
         async def one(entry: ManifestEntry, target: Path) -> None:
             try:
-                uri = pinned_uri(entry)
+                uri = pinned_uri(entry) if entry.ref is not None else _stored_copy(entry, store)
                 resolver = await scanner.resolver(uri.scheme)
                 async with files:
                     await _fetch(resolver, uri, entry, base, target)
@@ -136,7 +153,11 @@ async def adownload(
 
 
 def download(
-    source: ManifestSource, root: str | os.PathLike[str], *, options: Options | None = None
+    source: ManifestSource,
+    root: str | os.PathLike[str],
+    *,
+    options: Options | None = None,
+    store: Store | None = None,
 ) -> list[Path]:
     """Synchronous `adownload`; safe inside a running event loop."""
-    return run_sync(lambda: adownload(source, root, options=options))
+    return run_sync(lambda: adownload(source, root, options=options, store=store))

@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+import refscan
 from refscan import (
     Artifact,
     InvalidName,
@@ -372,3 +373,18 @@ def test_upsert_conflicts_types_and_dedup(store: Store) -> None:
     assert len(store.versions("grp")) == 1
     with pytest.raises(TypeConflict):
         store.upsert(art(("z", "9"), type_="model"), group="three")
+
+
+def test_download_restores_stored_local_files(tmp_path: Path) -> None:
+    src = tmp_path / "local.txt"
+    src.write_bytes(b"kept in the store")
+    art = Artifact("withfiles", "dataset")
+    art.add_file(str(src))
+    store = Store(tmp_path / "home")
+    ref = store.log(art)
+    src.unlink()  # the original is gone: the store's copy serves the download
+    manifest = store.get(ref).manifest
+    with pytest.raises(refscan.DownloadError, match="stored file"):
+        refscan.download(manifest, tmp_path / "nostore")
+    [written] = refscan.download(manifest, tmp_path / "out", store=store)
+    assert written.read_bytes() == b"kept in the store"
