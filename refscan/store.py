@@ -206,6 +206,14 @@ class Store:
         with self._lock:
             self._connection()
 
+    @classmethod
+    def existing(cls, root: str | os.PathLike[str] | None = None, *, options: Options | None = None) -> Store:
+        """The store at `root` (default as above) if it has been created; `NotFound` otherwise (creates nothing)."""
+        where = Path(root if root is not None else os.environ.get("REFSCAN_HOME") or ".refscan")
+        if not (where / "refscan.db").is_file():
+            raise NotFound(f"no refscan store at {where.absolute()} (set REFSCAN_HOME, or log an artifact first)")
+        return cls(where, options=options)
+
     @property
     def db_path(self) -> Path:
         return self.root / "refscan.db"

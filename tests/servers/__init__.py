@@ -1,5 +1,7 @@
 """Real test servers (moto S3 under waitress, fake-gcs-server, nginx, aiohttp apps) for integration tests.
 
+The S3/GCS/aiohttp launchers live in `refscan.demo.servers` (shared with `refscan demo`); nginx is test-only.
+
 Session-scoped fixtures start each server once, on 127.0.0.1 and a free port, and stop its process group at
 the end. A server that cannot start skips its tests locally and fails them under ``CI=true``.
 """

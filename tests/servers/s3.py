@@ -1,6 +1,4 @@
-"""S3 test server: moto's WSGI app under waitress (keep-alive) in a subprocess.
-
-See ``s3_main.py`` for the two waitress fixes. Fixtures:
+"""S3 test fixtures on moto under waitress (the launcher lives in `refscan.demo.servers`).
 
 - ``s3_server`` (session): :class:`S3Server`; does not touch the environment.
 - ``s3_env`` (function): sets AWS_* variables (monkeypatch) so library code finds the server.
@@ -9,126 +7,28 @@ See ``s3_main.py`` for the two waitress fixes. Fixtures:
 
 from __future__ import annotations
 
-import re
-import sys
-import threading
-import time
-from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
-from .util import HOST, STARTUP_TIMEOUT, ManagedProcess, http_status, start_or_unavailable, unique_name
+from refscan.demo.servers import S3_ACCESS_KEY as ACCESS_KEY
+from refscan.demo.servers import S3_REGION as REGION
+from refscan.demo.servers import S3_SECRET_KEY as SECRET_KEY
+from refscan.demo.servers import S3Server, start_s3_server
 
-S3_MAIN = Path(__file__).with_name("s3_main.py")
-ACCESS_KEY = "testing"
-SECRET_KEY = "testing"
-REGION = "us-east-1"
+from .util import start_or_unavailable
 
-
-@dataclass
-class S3Server:
-    endpoint_url: str
-    process: ManagedProcess | None = None
-    region: str = REGION
-    access_key: str = ACCESS_KEY
-    secret_key: str = SECRET_KEY
-    _client: Any = field(default=None, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    @property
-    def env(self) -> dict[str, str]:
-        """Environment variables that point AWS SDKs (and W&B) at this server."""
-        return {
-            "AWS_ACCESS_KEY_ID": self.access_key,
-            "AWS_SECRET_ACCESS_KEY": self.secret_key,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_REGION": self.region,
-            "AWS_ENDPOINT_URL_S3": self.endpoint_url,
-        }
-
-    def client(self, **config: Any) -> Any:
-        """A sync boto3 S3 client for seeding/inspection. Without arguments a cached, shared client."""
-        if not config and self._client is not None:
-            return self._client
-        import boto3
-        from botocore.config import Config
-
-        cfg = Config(
-            s3={"addressing_style": "path"},
-            retries={"max_attempts": 3, "mode": "standard"},
-            max_pool_connections=32,
-            **config,
-        )
-        client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=self.endpoint_url,
-            region_name=self.region,
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
-            config=cfg,
-        )
-        if not config:
-            with self._lock:
-                if self._client is None:
-                    self._client = client
-                return self._client
-        return client
-
-    def create_bucket(self, name: str | None = None, *, versioned: bool = False) -> str:
-        name = name or unique_name("s3")
-        c = self.client()
-        c.create_bucket(Bucket=name)
-        if versioned:
-            c.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-        return name
-
-    def put_objects(self, bucket: str, objects: Mapping[str, bytes], *, workers: int = 16) -> None:
-        """Seed many objects concurrently (moto costs ~8 ms of CPU per request)."""
-        c = self.client()
-
-        def put(item: tuple[str, bytes]) -> None:
-            c.put_object(Bucket=bucket, Key=item[0], Body=item[1])
-
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(put, objects.items()))
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-
-
-def start_s3_server(timeout: float = STARTUP_TIMEOUT) -> S3Server:
-    """Start moto+waitress on a kernel-chosen port (no port race) and wait until it answers."""
-    proc = ManagedProcess(
-        [sys.executable, str(S3_MAIN), "--host", HOST, "--port", "0"],
-        name="moto-s3",
-    )
-    try:
-        port: list[int] = []
-
-        def listening() -> bool:
-            m = re.search(r"LISTENING (\d+)", proc.output())
-            if m:
-                port.append(int(m.group(1)))
-            return bool(m)
-
-        deadline = time.monotonic() + timeout
-        proc.wait_until(listening, timeout=timeout, what="listening")
-        endpoint = f"http://{HOST}:{port[0]}"
-        # Any HTTP answer from moto means the app is importable and serving (ListBuckets unsigned -> 200/403).
-        proc.wait_until(
-            lambda: http_status(endpoint + "/", timeout=2.0) is not None,
-            timeout=max(1.0, deadline - time.monotonic()),
-            what="answering HTTP",
-        )
-    except BaseException:
-        proc.stop()
-        raise
-    return S3Server(endpoint_url=endpoint, process=proc)
+__all__ = [
+    "ACCESS_KEY",
+    "REGION",
+    "SECRET_KEY",
+    "S3Server",
+    "s3_bucket",
+    "s3_env",
+    "s3_server",
+    "s3_versioned_bucket",
+    "start_s3_server",
+]
 
 
 @pytest.fixture(scope="session")

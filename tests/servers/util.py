@@ -1,34 +1,40 @@
-"""Shared plumbing for the real-server fixtures: ports, readiness polling, process groups, CI policy."""
+"""CI policy for the real-server fixtures (skip locally, fail under CI), plus the launch plumbing re-exported
+from `refscan.demo.process` (where it lives, shared with `refscan demo`)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import threading
-import time
-import urllib.error
-import urllib.request
-import uuid
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import IO, NoReturn, TypeVar
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
 
 import pytest
 
+from refscan.demo.process import (
+    HOST,
+    STARTUP_TIMEOUT,
+    ManagedProcess,
+    ServerStartError,
+    free_port,
+    http_status,
+    unique_name,
+)
+
+__all__ = [
+    "HOST",
+    "STARTUP_TIMEOUT",
+    "ManagedProcess",
+    "ServerStartError",
+    "find_executable",
+    "free_port",
+    "http_status",
+    "in_ci",
+    "start_or_unavailable",
+    "unavailable",
+    "unique_name",
+]
+
 T = TypeVar("T")
-
-HOST = "127.0.0.1"
-STARTUP_TIMEOUT = 30.0
-
-
-class ServerStartError(RuntimeError):
-    """A test server could not be started (missing binary, crash at startup, readiness timeout)."""
 
 
 def in_ci() -> bool:
@@ -52,19 +58,8 @@ def start_or_unavailable(what: str, start: Callable[[], T]) -> T:
     unavailable(reason)  # outside the except block: no chained traceback in the report
 
 
-def free_port(host: str = HOST) -> int:
-    """A port that was free a moment ago (callers that pass it to a child retry on bind failures)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def unique_name(prefix: str = "t") -> str:
-    """A lowercase name valid as both an S3 and a GCS bucket name (3-63 chars, [a-z0-9-])."""
-    return f"{prefix}-{uuid.uuid4().hex[:20]}"
-
-
 def find_executable(name: str, *fallbacks: str) -> str | None:
+    """`name` on PATH, else the first executable fallback path."""
     found = shutil.which(name)
     if found:
         return found
@@ -72,141 +67,3 @@ def find_executable(name: str, *fallbacks: str) -> str | None:
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     return None
-
-
-def port_open(port: int, host: str = HOST, timeout: float = 0.2) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def http_status(url: str, timeout: float = 1.0, method: str = "GET") -> int | None:
-    """Status code of a request, or None if nothing answered."""
-    req = urllib.request.Request(url, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as e:
-        return int(e.code)
-    except (OSError, ValueError):
-        return None
-
-
-def _pdeathsig() -> Callable[[], None] | None:
-    """preexec_fn: ask Linux to SIGTERM the child if the pytest process dies without cleaning up."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def _set() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-    return _set
-
-
-class ManagedProcess:
-    """A child process in its own process group; ``stop()`` signals the whole group.
-
-    stdout/stderr go to a temp file (never a pipe that nobody drains), so a chatty server cannot block.
-    """
-
-    def __init__(
-        self,
-        argv: Sequence[str],
-        *,
-        name: str,
-        cwd: str | os.PathLike[str] | None = None,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.name = name
-        self.argv = list(argv)
-        self._log: IO[bytes] = tempfile.NamedTemporaryFile(prefix=f"refscan-{name}-", suffix=".log")  # noqa: SIM115
-        self.log_path = Path(self._log.name)
-        try:
-            self.proc = subprocess.Popen(
-                self.argv,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # own session => own process group, killable as a unit
-                preexec_fn=_pdeathsig(),
-            )
-        except OSError as e:
-            self._log.close()
-            raise ServerStartError(f"{name}: cannot execute {self.argv[0]!r}: {e}") from e
-        self._stopped = False
-        self._lock = threading.Lock()
-
-    @property
-    def pid(self) -> int:
-        return int(self.proc.pid)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def output(self, limit: int = 4000) -> str:
-        try:
-            data = self.log_path.read_bytes()
-        except OSError:
-            return ""
-        return data[-limit:].decode("utf-8", errors="replace")
-
-    def wait_until(
-        self,
-        ready: Callable[[], bool],
-        *,
-        timeout: float = STARTUP_TIMEOUT,
-        interval: float = 0.02,
-        what: str = "ready",
-    ) -> None:
-        """Poll ``ready()`` until true; raise ServerStartError if the child exits or time runs out."""
-        deadline = time.monotonic() + timeout
-        delay = interval
-        while True:
-            if not self.alive():
-                raise ServerStartError(
-                    f"{self.name} exited with code {self.proc.returncode} before it was {what}.\n"
-                    f"command: {' '.join(self.argv)}\noutput:\n{self.output()}"
-                )
-            with contextlib.suppress(Exception):
-                if ready():
-                    return
-            if time.monotonic() >= deadline:
-                raise ServerStartError(
-                    f"{self.name} was not {what} within {timeout:.0f}s.\n"
-                    f"command: {' '.join(self.argv)}\noutput:\n{self.output()}"
-                )
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.25)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM the process group, then SIGKILL it if it lingers. Idempotent."""
-        with self._lock:
-            if self._stopped:
-                return
-            self._stopped = True
-        pgid = self.proc.pid  # == pgid because of start_new_session
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, sig)
-            try:
-                self.proc.wait(timeout=timeout)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        # Reap stragglers of the group (e.g. nginx workers) even if the leader already exited.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=timeout)
-        self._log.close()

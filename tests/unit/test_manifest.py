@@ -112,5 +112,5 @@ def test_conflicting_path_raises_and_same_entry_is_idempotent() -> None:
     m = Manifest([ENTRIES[0]])
     m.add(ENTRIES[0])
     assert len(m) == 1
-    with pytest.raises(PathConflict, match="b/dog.png"):
+    with pytest.raises(PathConflict, match=r"b/dog\.png"):
         m.add(ManifestEntry("b/dog.png", "other"))

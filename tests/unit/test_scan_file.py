@@ -108,10 +108,14 @@ def test_sync_scan_inside_running_event_loop(tree: Path) -> None:
 async def test_iter_scan_streams_and_may_raise_after_yielding(tmp_path: Path) -> None:
     for i in range(600):
         (tmp_path / f"f{i:03}").write_bytes(b"x")
-    seen = []
-    with pytest.raises(TooManyObjects):
+    seen: list[refscan.ManifestEntry] = []
+
+    async def consume() -> None:
         async for entry in refscan.iter_scan(str(tmp_path), max_objects=599):
             seen.append(entry)
+
+    with pytest.raises(TooManyObjects):
+        await consume()
     assert 0 < len(seen) < 600  # streamed a batch before the limit was found
 
 

@@ -112,7 +112,8 @@ def test_http_fingerprints() -> None:
 
 
 def test_size_difference_is_a_change_even_with_equal_etags() -> None:
-    assert compare(fingerprint("s3", "e", 1, {"etag": "e"}), fingerprint("s3", "e", 2, {"etag": "e"})) is Match.DIFFERENT
+    one, two = fingerprint("s3", "e", 1, {"etag": "e"}), fingerprint("s3", "e", 2, {"etag": "e"})
+    assert compare(one, two) is Match.DIFFERENT
 
 
 def test_hasher_recomputes_md5_etag_multipart_and_crc32c() -> None:

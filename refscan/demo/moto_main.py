@@ -1,11 +1,10 @@
-"""Run moto's S3 as a keep-alive WSGI app under waitress.
+"""Run moto's S3 as a keep-alive WSGI app under waitress (needs the ``demo`` extra).
 
-    python tests/servers/s3_main.py --port 0
+    python -m refscan.demo.moto_main --port 0
 
-Prints ``LISTENING <port>`` on stdout once the socket is bound. Standalone on purpose (no package imports),
-so the fixture can start it by path.
+Prints ``LISTENING <port>`` on stdout once the socket is bound.
 
-Two waitress 3.0.x fixes (see /work/shared/TEST-SERVERS.md):
+Two waitress 3.0.x fixes:
 
 1. ``Expect: 100-continue`` with ``Content-Length: 0`` (botocore sends it for an empty PutObject) hangs:
    the parser marks the request complete (no body), then the channel sends ``100 Continue`` and resets

@@ -1,0 +1,5 @@
+"""`python -m refscan`: the command line."""
+
+from .cli import main
+
+main()
