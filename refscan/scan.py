@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -114,15 +114,16 @@ class Scanner:
                 return
         folder = ref.folder()
         count = 0
-        async for batch in resolver.list(folder, limit + 1):
-            count += len(batch)
-            if count > limit:
-                raise TooManyObjects(
-                    f"Exceeded {limit} objects under {folder}: nothing was added. "
-                    f"Raise the limit with max_objects= (CLI: --max-objects) or reference a narrower prefix."
-                )
-            for info in batch:
-                yield _entry(folder, folder_entry_path(folder, info.key, name), info)
+        async with aclosing(resolver.list(folder, limit + 1)) as batches:  # closed here, even when abandoned
+            async for batch in batches:
+                count += len(batch)
+                if count > limit:
+                    raise TooManyObjects(
+                        f"Exceeded {limit} objects under {folder}: nothing was added. "
+                        f"Raise the limit with max_objects= (CLI: --max-objects) or reference a narrower prefix."
+                    )
+                for info in batch:
+                    yield _entry(folder, folder_entry_path(folder, info.key, name), info)
         if count == 0:
             raise NotFound(f"{ref}: no such object, and no objects under {folder}")
         log.debug("scan.folder", objects=count, elapsed=round(time.perf_counter() - started, 4))

@@ -8,7 +8,7 @@ requests of its own), and turns backend exceptions into the refscan error tree.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar
@@ -71,7 +71,7 @@ class Resolver(abc.ABC):
         """
 
     @abc.abstractmethod
-    def list(self, folder: RefURI, limit: int) -> AsyncIterator[list[ObjectInfo]]:
+    def list(self, folder: RefURI, limit: int) -> AsyncGenerator[list[ObjectInfo], None]:
         """The objects under `folder` (bucket root, or a key ending in `/`), in batches.
 
         Folder semantics are by path component (`data/` never matches `data2/x`). Folder markers

@@ -7,7 +7,7 @@ import builtins
 import hashlib
 import os
 import stat as stat_mod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import anyio
 
@@ -74,7 +74,7 @@ class FileResolver(Resolver):
             raise NotFound(f"file://{uri.key}: not a regular file")
         return await self._info(uri.key)
 
-    async def list(self, folder: RefURI, limit: int) -> AsyncIterator[list[ObjectInfo]]:
+    async def list(self, folder: RefURI, limit: int) -> AsyncGenerator[list[ObjectInfo], None]:
         root = folder.key.rstrip("/") or "/"
         try:
             paths = await anyio.to_thread.run_sync(_walk, root)

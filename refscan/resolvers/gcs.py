@@ -31,7 +31,7 @@ import itertools
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, NoReturn
@@ -504,7 +504,7 @@ class GCSResolver(Resolver):
             elapsed=round(time.perf_counter() - t0, 4),
         )
 
-    async def list(self, folder: RefURI, limit: int) -> AsyncIterator[builtins.list[ObjectInfo]]:
+    async def list(self, folder: RefURI, limit: int) -> AsyncGenerator[builtins.list[ObjectInfo], None]:
         """Objects under `folder` in rounds: every round lists one page of each active key range concurrently,
         then yields what it found. The first round is a single page, so a small folder costs one request. When
         a range has more pages and there is room for more ranges (`list_fanout`), it is split at boundaries

@@ -48,7 +48,7 @@ import email.utils
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from datetime import timezone
 from typing import Any, NoReturn
 
@@ -385,7 +385,7 @@ class HTTPResolver(Resolver):
         finally:
             resp.release()
 
-    def list(self, folder: RefURI, limit: int) -> AsyncIterator[builtins.list[ObjectInfo]]:
+    def list(self, folder: RefURI, limit: int) -> AsyncGenerator[builtins.list[ObjectInfo], None]:
         raise InvalidURI(f"{folder}: http(s) references name a single object and are never expanded")
 
     async def read(self, uri: RefURI) -> AsyncIterator[bytes]:

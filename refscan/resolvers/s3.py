@@ -9,7 +9,7 @@ and (on versioned buckets, via ListObjectVersions) the version id. Versioning is
 GetBucketVersioning; only when that call is denied does the resolver fall back to ListObjectsV2 plus one
 concurrent HeadObject per object (the only way left to learn version ids).
 
-Listing large folders (`_Walk`) fans out by sub-folder so a big tree is not one chain of sequential pages:
+Listing large folders (`Walk`) fans out by sub-folder so a big tree is not one chain of sequential pages:
 
 1. Every folder starts with one plain (recursive, no delimiter) page. A folder that fits in one page
    costs exactly one request.
@@ -34,8 +34,9 @@ sub-folder holding more than ~100 objects on average; never a request per object
 fallback). A flat folder (no sub-folders) is inherently one chain of N/1000 sequential pages: S3 has no
 "end before" parameter, so key-range splitting would need guessed split keys and wasted reads.
 
-Results are gathered before they are yielded (sorted by key): a task group may not stay open across a
-`yield` of an async generator that the caller can abandon (anyio forbids it), and the engine sorts anyway.
+Results stream in rounds (`Walk.rounds`): each round requests one page for each of up to `ROUND_WIDTH`
+pending steps concurrently, then yields what it found, so memory stays bounded (about ROUND_WIDTH pages)
+however large the folder. No task group stays open across a `yield` (the caller may abandon the iterator).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ from __future__ import annotations
 import builtins
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from contextlib import AbstractContextManager, AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -52,7 +54,6 @@ from typing import Any
 import aioboto3
 import aiohttp
 import anyio
-from anyio.abc import TaskGroup
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import (
@@ -79,6 +80,8 @@ BATCH = 1000
 #: is continued sequentially: a request per small sub-folder would cost more than it saves.
 FANOUT_MAX_CHILDREN = 10
 HEAD_FALLBACK_BATCH = 256
+#: Pending page requests issued together in one listing round (bounds memory to ~ROUND_WIDTH pages).
+ROUND_WIDTH = 32
 
 #: HeadObject response field -> manifest `extra` key (additional checksums, SPEC §4).
 CHECKSUM_FIELDS: dict[str, str] = {
@@ -359,98 +362,101 @@ class Budget:
         changed.set()
 
 
+@dataclass(frozen=True)
+class Step:
+    """One pending page request of a walk: a plain (recursive) page of `prefix`, or, when `delimited`, a page
+    of its direct objects and sub-folders (`skip`: the sub-folder already continued by its own step)."""
+
+    prefix: str
+    cursor: Cursor | None = None
+    delimited: bool = False
+    skip: str | None = None
+
+
 class Walk:
-    """One folder listing: concurrent, budgeted, complete (see the module docstring)."""
+    """One folder listing: concurrent, budgeted, complete, streamed in rounds (see the module docstring)."""
 
     def __init__(self, resolver: S3Resolver, bucket: str, *, versioned: bool, limit: int) -> None:
         self.resolver = resolver
         self.bucket = bucket
         self.versioned = versioned
         self.budget = Budget(limit)
-        self.objects: list[ObjectInfo] = []
         self.requests = 0
         self.fanouts = 0
         self.error: RefscanError | None = None
-        self._tg: TaskGroup | None = None
+        self.pending: deque[Step] = deque()
 
-    async def run(self, prefix: str) -> list[ObjectInfo]:
+    async def rounds(self, prefix: str) -> AsyncIterator[builtins.list[ObjectInfo]]:
+        """The live objects under `prefix`, one batch per round. A round requests one page for each of up to
+        ROUND_WIDTH pending steps concurrently; its task group is closed before the batch is yielded."""
         if self.budget.limit <= 0:
-            return []
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            self._spawn(self._folder, prefix, None)
-        self._tg = None
-        if self.error is not None:
-            raise self.error
-        return self.objects
+            return
+        self.pending.append(Step(prefix))
+        while self.pending and not self.budget.full:
+            steps = [self.pending.popleft() for _ in range(min(ROUND_WIDTH, len(self.pending)))]
+            found: builtins.list[ObjectInfo] = []
+            async with anyio.create_task_group() as tg:
+                for step in steps:
+                    tg.start_soon(self._guarded, step, found, tg.cancel_scope)
+            if self.error is not None:
+                raise self.error
+            yield found
 
-    def _spawn(self, func: Callable[..., Awaitable[None]], *args: Any) -> None:
-        """Run `func` concurrently. Its first refscan error stops the walk and is raised by `run` as itself
-        (not wrapped in an exception group)."""
+    async def _guarded(self, step: Step, found: builtins.list[ObjectInfo], scope: anyio.CancelScope) -> None:
+        """Run `step`; the first refscan error ends the round and is raised by `rounds` as itself."""
+        try:
+            if not await self._step(step, found):
+                scope.cancel()
+        except RefscanError as exc:
+            if self.error is None:
+                self.error = exc
+            scope.cancel()
 
-        async def guarded() -> None:
-            try:
-                await func(*args)
-            except RefscanError as exc:
-                if self.error is None:
-                    self.error = exc
-                self._stop()
-
-        assert self._tg is not None
-        self._tg.start_soon(guarded)
-
-    async def _fetch(self, prefix: str, cursor: Cursor | None, delimiter: str | None) -> Page | None:
+    async def _fetch(self, step: Step) -> Page | None:
         size = await self.budget.reserve()
         if size == 0:
-            self._stop()
             return None
         kept = 0
         try:
             page = await self.resolver._list_page(
-                self.bucket, prefix, cursor=cursor, delimiter=delimiter, max_keys=size, versioned=self.versioned
+                self.bucket,
+                step.prefix,
+                cursor=step.cursor,
+                delimiter="/" if step.delimited else None,
+                max_keys=size,
+                versioned=self.versioned,
             )
             self.requests += 1
             kept = len(page.objects)
-            self.objects.extend(page.objects)
         finally:
             self.budget.settle(size, kept)
-        if self.budget.full:
-            self._stop()
         return page
 
-    def _stop(self) -> None:
-        if self._tg is not None:
-            self._tg.cancel_scope.cancel()
+    async def _step(self, step: Step, found: builtins.list[ObjectInfo]) -> bool:
+        """Request one page for `step`, keep its objects and queue what follows. False once the budget is full."""
+        page = await self._fetch(step)
+        if page is None:
+            return False
+        found.extend(page.objects)
+        if step.delimited:
+            self.pending.extend(Step(sub) for sub in page.prefixes if sub != step.skip)
+            if page.next is not None:
+                self.pending.append(Step(step.prefix, page.next, delimited=True, skip=step.skip))
+        elif page.next is not None:
+            self._continue(step.prefix, page)
+        return not self.budget.full
 
-    async def _folder(self, prefix: str, cursor: Cursor | None) -> None:
-        """Everything under `prefix` (after `cursor`): plain pages, fanning out when it pays."""
-        while True:
-            page = await self._fetch(prefix, cursor, None)
-            if page is None or page.next is None:
-                return
-            children = {c for c in (child_of(prefix, k) for k in page.keys) if c is not None}
-            if len(children) > FANOUT_MAX_CHILDREN or page.last_key is None or page.after_last is None:
-                cursor = page.next  # many small sub-folders: one chain is cheapest
-                continue
-            self.fanouts += 1
-            current = child_of(prefix, page.last_key)
-            if current is not None:
-                self._spawn(self._folder, current, page.after_last)
-            await self._subfolders(prefix, page.after_last, current)
+    def _continue(self, prefix: str, page: Page) -> None:
+        """After a truncated plain page: continue the chain, or fan out when it pays."""
+        children = {c for c in (child_of(prefix, k) for k in page.keys) if c is not None}
+        if len(children) > FANOUT_MAX_CHILDREN or page.last_key is None or page.after_last is None:
+            self.pending.append(Step(prefix, page.next))  # many small sub-folders: one chain is cheapest
             return
-
-    async def _subfolders(self, prefix: str, cursor: Cursor, skip: str | None) -> None:
-        """Direct objects and sub-folders of `prefix` after `cursor`; each sub-folder walked concurrently.
-        `skip` is the sub-folder already being continued by its own task."""
-        current: Cursor | None = cursor
-        while current is not None:
-            page = await self._fetch(prefix, current, "/")
-            if page is None:
-                return
-            for sub in page.prefixes:
-                if sub != skip:
-                    self._spawn(self._folder, sub, None)
-            current = page.next
+        self.fanouts += 1
+        current = child_of(prefix, page.last_key)
+        if current is not None:
+            self.pending.append(Step(current, page.after_last))
+        self.pending.append(Step(prefix, page.after_last, delimited=True, skip=current))
 
 
 # -- the resolver ---------------------------------------------------------------------------------
@@ -690,18 +696,22 @@ class S3Resolver(Resolver):
             after_last=exact,
         )
 
-    async def list(self, folder: RefURI, limit: int) -> AsyncIterator[builtins.list[ObjectInfo]]:
+    async def list(self, folder: RefURI, limit: int) -> AsyncGenerator[builtins.list[ObjectInfo], None]:
         if limit <= 0:
             return
         started = time.perf_counter()
         mode = await self.versioning(folder.bucket)
         walk = Walk(self, folder.bucket, versioned=mode == "versioned", limit=limit)
-        objects = await walk.run(folder.key)
-        heads = 0
-        if mode == "denied" and objects:
-            heads = len(objects)
-            objects = await self._head_all(folder, objects)
-        objects.sort(key=lambda o: o.key)
+        total = heads = 0
+        async for found in walk.rounds(folder.key):
+            objects = found
+            if mode == "denied" and objects:
+                heads += len(objects)
+                objects = await self._head_all(folder, objects)
+            objects.sort(key=lambda o: o.key)
+            total += len(objects)
+            for start in range(0, len(objects), BATCH):
+                yield objects[start : start + BATCH]
         logger().debug(
             "s3.list",
             bucket=folder.bucket,
@@ -710,11 +720,9 @@ class S3Resolver(Resolver):
             pages=walk.requests,
             fanouts=walk.fanouts,
             heads=heads,
-            objects=len(objects),
+            objects=total,
             elapsed=round(time.perf_counter() - started, 4),
         )
-        for start in range(0, len(objects), BATCH):
-            yield objects[start : start + BATCH]
 
     async def _head_all(self, folder: RefURI, listed: builtins.list[ObjectInfo]) -> builtins.list[ObjectInfo]:
         """Fallback when GetBucketVersioning is denied: one HeadObject per object for its version id.

@@ -517,6 +517,30 @@ async def test_listing_shapes(
     assert all(k <= page for k in traffic.max_keys)
 
 
+@pytest.mark.anyio
+async def test_large_listings_stream_in_rounds(
+    s3_server: S3Server, shapes: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entries arrive while the listing is still running: memory holds about ROUND_WIDTH pages, not a folder."""
+    monkeypatch.setattr(s3mod, "PAGE", 2)
+    monkeypatch.setattr(s3mod, "ROUND_WIDTH", 2)
+    sends: list[str] = []
+    arrivals: list[int] = []  # list requests made when each entry arrived
+    async with Scanner(opts(s3_server)) as scanner:
+        resolver = await scanner.resolver("s3")
+        assert isinstance(resolver, S3Resolver)
+
+        def on_send(event_name: str, **_: Any) -> None:
+            if event_name.rsplit(".", 1)[-1] in ("ListObjectsV2", "ListObjectVersions"):
+                sends.append(event_name)
+
+        resolver.client.meta.events.register("before-send.s3.*", on_send)
+        async for _entry in scanner.iter_scan(f"s3://{shapes}/shape/"):
+            arrivals.append(len(sends))
+    assert len(arrivals) == len(truth(s3_server, shapes, "shape/"))
+    assert arrivals[0] <= 2 < len(sends)  # the first entries came after one round, long before the last page
+
+
 # -- denied, failing and partly-denied servers (aiohttp apps) ----------------------------------------------------
 
 DENIED_XML = (
