@@ -286,15 +286,20 @@ def _print_results(results: list[VerifyResult], counts: dict[str, int], show_all
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--strict", is_flag=True, help="Unverifiable entries fail too.")
 @click.option("--all", "show_all", is_flag=True, help="List ok entries too.")
+@click.option("--rescan", multiple=True, metavar="URI", help="List this folder again and report objects added.")
 @click.pass_obj
-def verify(obj: Context, source: str, deep: bool, as_json: bool, strict: bool, show_all: bool) -> None:
+def verify(
+    obj: Context, source: str, deep: bool, as_json: bool, strict: bool, show_all: bool, rescan: tuple[str, ...]
+) -> None:
     """Check that referenced objects are still exactly there.
 
-    SOURCE is a manifest file or NAME:VER. Exits 1 when an entry changed, is missing or could not be
-    checked."""
+    SOURCE is a manifest file or NAME:VER. Exits 1 when an entry changed, is missing, could not be
+    checked, or (with --rescan) was added."""
     manifest, _ = load_source(obj, source)
     with obj.progress("verified", total=len(manifest)) as advance:
-        report = run_sync(lambda: averify(manifest, deep=deep, options=obj.options, on_result=lambda r: advance(1)))
+        report = run_sync(
+            lambda: averify(manifest, deep=deep, options=obj.options, rescan=rescan, on_result=lambda r: advance(1))
+        )
     if as_json:
         _echo_json(report.to_dict())
     else:

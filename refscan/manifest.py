@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Protocol, Union
 
 from .errors import ManifestError, PathConflict
 
@@ -157,13 +157,23 @@ class Manifest:
         return cls.from_dict(data)
 
 
-ManifestSource = Union["Manifest", Iterable[ManifestEntry], str, "os.PathLike[str]"]
+class HasManifest(Protocol):
+    """Anything that carries a manifest, such as a logged `ArtifactVersion` or an `Artifact`."""
+
+    @property
+    def manifest(self) -> Manifest: ...
+
+
+ManifestSource = Union["Manifest", HasManifest, Iterable[ManifestEntry], str, "os.PathLike[str]"]
 
 
 def as_manifest(source: ManifestSource) -> Manifest:
-    """A Manifest from a Manifest, entries, or the path of a W&B v1 JSON file."""
+    """A Manifest from a Manifest, a store version (anything with `.manifest`), entries, or the path of a
+    W&B v1 JSON file."""
     if isinstance(source, Manifest):
         return source
     if isinstance(source, str | os.PathLike):
         return Manifest.load(source)
-    return Manifest(source)
+    if isinstance(getattr(source, "manifest", None), Manifest):
+        return source.manifest  # type: ignore[union-attr]
+    return Manifest(source)  # type: ignore[arg-type]

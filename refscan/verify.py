@@ -7,8 +7,9 @@ checks them against the strongest hash known. Entries are checked concurrently, 
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,8 +24,8 @@ from .scan import Scanner
 from .sync import run_sync
 from .uri import RefURI
 
-Status = Literal["ok", "changed", "missing", "unverifiable", "error"]
-STATUSES: tuple[Status, ...] = ("ok", "changed", "missing", "unverifiable", "error")
+Status = Literal["ok", "changed", "missing", "unverifiable", "error", "added"]
+STATUSES: tuple[Status, ...] = ("ok", "changed", "missing", "unverifiable", "error", "added")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
+        """True when every result is ok or unverifiable (nothing changed, missing, failed or added)."""
         return all(r.status in ("ok", "unverifiable") for r in self.results)
 
     def strict_ok(self) -> bool:
@@ -159,8 +161,9 @@ class _Verifier:
             return _result(entry, "ok", f"fingerprint matches; deep check impossible: {why}", expected, actual)
         if deep is Match.SAME:
             return _result(entry, "ok", f"deep check: {why}", expected, actual)
-        if entry.extra.get("sse") == "aws:kms":
-            return _result(entry, "unverifiable", f"the ETag of an SSE-KMS object is not its MD5 ({why})", expected)
+        if info.extra.get("sse") and why.startswith("etag"):
+            why = f"the ETag of an object encrypted with {info.extra['sse']} is not its MD5 ({why})"
+            return _result(entry, "unverifiable", why, expected, actual)
         return _result(entry, "changed", f"deep check: {why}", expected, actual)
 
     async def _pin_gone(
@@ -179,13 +182,9 @@ class _Verifier:
 
 
 async def _part_size(resolver: Resolver, uri: RefURI, entry: ManifestEntry) -> int | None:
-    """The multipart part size for an S3 multipart ETag, when the resolver can tell it."""
+    """The part size behind a multipart ETag (`<hex>-<parts>`), when the resolver can tell it."""
     etag = str(entry.extra.get("etag") or entry.digest)
-    getter = getattr(resolver, "part_size", None)
-    if uri.scheme != "s3" or "-" not in etag or getter is None:
-        return None
-    size: int | None = await getter(uri)
-    return size
+    return await resolver.part_size(uri) if "-" in etag else None
 
 
 async def averify(
@@ -193,27 +192,45 @@ async def averify(
     *,
     deep: bool = False,
     options: Options | None = None,
+    rescan: Iterable[str] = (),
     on_result: Callable[[VerifyResult], None] | None = None,
 ) -> VerifyReport:
-    """Verify every entry of `source` (a Manifest, entries, or a manifest JSON path); one result per entry.
-    `on_result` is called with each result as it is known (progress)."""
-    manifest = as_manifest(source)
-    entries = list(manifest)
+    """Verify every entry of `source` (a Manifest, a store version, entries, or a manifest JSON path); one
+    result per entry, checked concurrently by a bounded pool of workers.
+
+    `rescan`: folder URIs to list again; each object found there whose ref is not in the manifest gives a
+    result with status `added` (path as a plain scan of that folder names it), like `dvc status`.
+    `on_result` is called with each result as it is known (progress).
+    """
+    entries = list(as_manifest(source))
     results: list[VerifyResult | None] = [None] * len(entries)
+    added: list[VerifyResult] = []
     async with Scanner(options) as scanner:
         verifier = _Verifier(scanner, deep)
+        todo = iter(range(len(entries)))
 
-        async def one(i: int) -> None:
-            results[i] = outcome = await verifier.check(entries[i])
-            if on_result is not None:
-                on_result(outcome)
+        async def worker() -> None:
+            for i in todo:
+                results[i] = outcome = await verifier.check(entries[i])
+                if on_result is not None:
+                    on_result(outcome)
 
         async with anyio.create_task_group() as tg:
-            for i in range(len(entries)):
-                tg.start_soon(one, i)
-    return VerifyReport(tuple(r for r in results if r is not None))
+            for _ in range(min(len(entries), 2 * scanner.options.concurrency)):
+                tg.start_soon(worker)
+        known = {e.ref for e in entries}
+        for folder in rescan:
+            async for found in scanner.iter_scan(folder, max_objects=sys.maxsize):
+                if found.ref not in known:
+                    actual = fingerprint(RefURI.parse(folder).scheme, found.digest, found.size, found.extra)
+                    added.append(
+                        _result(found, "added", f"new under {folder} since the manifest was made", None, actual)
+                    )
+    return VerifyReport(tuple(r for r in results if r is not None) + tuple(added))
 
 
-def verify(source: ManifestSource, *, deep: bool = False, options: Options | None = None) -> VerifyReport:
+def verify(
+    source: ManifestSource, *, deep: bool = False, options: Options | None = None, rescan: Iterable[str] = ()
+) -> VerifyReport:
     """Synchronous `averify`; safe inside a running event loop."""
-    return run_sync(lambda: averify(source, deep=deep, options=options))
+    return run_sync(lambda: averify(source, deep=deep, options=options, rescan=rescan))

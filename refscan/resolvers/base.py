@@ -81,6 +81,11 @@ class Resolver(abc.ABC):
         An empty or absent folder yields nothing; a missing bucket raises `NotFound`.
         """
 
+    async def part_size(self, uri: RefURI) -> int | None:
+        """The part size of a multipart upload (to recompute its ETag from the bytes); None when the backend
+        has no such notion or the object is a single part."""
+        return None
+
     @abc.abstractmethod
     def read(self, uri: RefURI) -> AsyncIterator[bytes]:
         """The bytes of the object `uri` (at `uri.version` when pinned), streamed in chunks."""

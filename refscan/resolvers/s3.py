@@ -203,6 +203,9 @@ def head_info(key: str, resp: Mapping[str, Any]) -> ObjectInfo:
     modified = iso_time(resp.get("LastModified"))
     if modified is not None:
         extra["lastModified"] = modified
+    sse = str(resp.get("ServerSideEncryption") or "")
+    if sse.startswith("aws:kms") or resp.get("SSECustomerAlgorithm"):
+        extra["sse"] = sse or "sse-c"  # the ETag of such an object is not the MD5 of its content
     checksums = {name: resp[f] for f, name in CHECKSUM_FIELDS.items() if resp.get(f)}
     if checksums:
         extra.update(checksums)
@@ -570,6 +573,18 @@ class S3Resolver(Resolver):
             elapsed=round(time.perf_counter() - started, 4),
         )
         return info
+
+    async def part_size(self, uri: RefURI) -> int | None:
+        """The size of part 1 of a multipart object (HeadObject PartNumber=1), None for a single-part one."""
+        params = self._payer({"Bucket": uri.bucket, "Key": uri.key, "PartNumber": 1})
+        if uri.version is not None:
+            params["VersionId"] = uri.version
+        async with self.limiter:
+            with self._errors("HeadObject", str(uri), uri.bucket, uri.version):
+                resp = await self.client.head_object(**params)
+        if not resp.get("PartsCount"):
+            return None
+        return int(resp["ContentLength"])
 
     async def read(self, uri: RefURI) -> AsyncIterator[bytes]:
         target = str(uri)

@@ -29,7 +29,7 @@ def test_verify_ok_changed_missing_unverifiable(data: Path, tmp_path: Path) -> N
     Manifest(entries).dump(path)
     report = refscan.verify(path)
     assert report.ok
-    assert report.counts == {"ok": 2, "changed": 0, "missing": 0, "unverifiable": 1, "error": 0}
+    assert report.counts == {"ok": 2, "changed": 0, "missing": 0, "unverifiable": 1, "error": 0, "added": 0}
 
     (data / "a.txt").write_bytes(b"ALPHA")  # same size, new content
     (data / "sub" / "b.txt").unlink()
@@ -41,6 +41,19 @@ def test_verify_ok_changed_missing_unverifiable(data: Path, tmp_path: Path) -> N
     assert by_path["unchecked"].status == "unverifiable"
     assert not report.ok
     assert report.to_dict()["counts"]["changed"] == 1
+
+
+def test_rescan_reports_objects_added_under_a_folder(data: Path) -> None:
+    manifest = Manifest(refscan.scan(str(data)))
+    assert refscan.verify(manifest, rescan=[str(data)]).ok  # nothing new yet
+    (data / "sub" / "new.txt").write_bytes(b"new")
+    report = refscan.verify(manifest, rescan=[f"file://{data}"])
+    [added] = [r for r in report.results if r.status == "added"]
+    assert (added.path, added.ref) == ("sub/new.txt", f"file://{data}/sub/new.txt")
+    assert report.counts["added"] == 1
+    assert report.counts["ok"] == 2
+    assert not report.ok
+    assert refscan.verify(manifest).ok  # without rescan, additions are not looked for
 
 
 def test_deep_verify_reads_bytes(data: Path) -> None:
