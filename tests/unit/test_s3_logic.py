@@ -60,7 +60,9 @@ def test_iso_time_is_utc_to_the_second() -> None:
     headed = datetime(2024, 5, 1, 14, 0, 0, tzinfo=timezone(timedelta(hours=2)))
     assert iso_time(listed) == iso_time(headed) == "2024-05-01T12:00:00Z"
     assert iso_time(datetime(2024, 5, 1, 12, 0, 0)) == "2024-05-01T12:00:00Z"  # naive: taken as UTC
-    assert iso_time("2024-05-01") is None
+    # the texts the client now keeps: ISO 8601 from listings, RFC 1123 from HeadObject headers
+    assert iso_time("2024-05-01T12:00:00.123Z") == iso_time("Wed, 01 May 2024 12:00:00 GMT") == "2024-05-01T12:00:00Z"
+    assert iso_time("yesterday") is None
     assert iso_time(None) is None
 
 
