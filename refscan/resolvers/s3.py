@@ -44,6 +44,7 @@ from __future__ import annotations
 import builtins
 import email.utils
 import re
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
@@ -68,6 +69,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
     ProfileNotFound,
 )
+from botocore.loaders import Loader, create_loader
 
 from ..errors import AccessDenied, BackendError, InvalidURI, NotFound, RefscanError
 from ..events import logger
@@ -476,6 +478,32 @@ class Walk:
 # -- the resolver ---------------------------------------------------------------------------------
 
 
+_LOADER_LOCK = threading.Lock()
+_LOADER: Loader | None = None
+
+
+def _botocore_session() -> AioSession:
+    """A botocore session for one resolver: its own credentials and config, but a data loader shared by the
+    process (loading the S3 service model costs ~150 ms per client otherwise), and timestamps kept as text
+    (botocore's dateutil parsing costs ~0.3 ms per listed object, more than the rest of a page; `iso_time`
+    normalises the text)."""
+    global _LOADER
+    session = AioSession()
+    with _LOADER_LOCK:
+        if _LOADER is None:
+            _LOADER = create_loader()
+        session.register_component("data_loader", _LOADER)
+    session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
+    return session
+
+
+def _dedupe_search_paths() -> None:
+    """boto3 appends its data folder to the loader's search paths for every Session: keep one of each."""
+    with _LOADER_LOCK:
+        if _LOADER is not None:
+            _LOADER.search_paths[:] = list(dict.fromkeys(_LOADER.search_paths))
+
+
 @dataclass
 class _BucketState:
     lock: anyio.Lock = field(default_factory=anyio.Lock)
@@ -518,18 +546,15 @@ class S3Resolver(Resolver):
         endpoint = s3.resolved_endpoint_url()
         stack = AsyncExitStack()
         with map_errors("open", "s3://", bucket=""):
-            botocore_session = AioSession()
-            # Keep timestamps as text: botocore's dateutil parsing costs ~0.3 ms per listed object, more than
-            # the rest of a listing page; `iso_time` normalises the text.
-            botocore_session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
             session = aioboto3.Session(
-                botocore_session=botocore_session,
+                botocore_session=_botocore_session(),
                 aws_access_key_id=s3.aws_access_key_id,
                 aws_secret_access_key=s3.aws_secret_access_key,
                 aws_session_token=s3.aws_session_token,
                 region_name=s3.region,
                 profile_name=s3.profile,
             )
+            _dedupe_search_paths()
             self._client = await stack.enter_async_context(
                 session.client("s3", endpoint_url=endpoint, config=self.client_config())
             )
