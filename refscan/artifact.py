@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from .errors import AccessDenied, BackendError, InvalidName, ManifestError, NotFound, PathConflict, UnsafePath
 from .manifest import Manifest, ManifestEntry, manifest_digest
-from .naming import clean_path
+from .naming import clean_path, parent_folders
 from .options import Options
 from .resolvers.file import md5_b64_file
 from .scan import Scanner, ScanRequest
@@ -35,12 +35,6 @@ def validate_name(value: str, what: str = "artifact name") -> str:
     if not isinstance(value, str) or NAME_RE.fullmatch(value) is None:
         raise InvalidName(f"invalid {what} {value!r}: use 1-128 ASCII letters, digits, '-', '_' or '.'")
     return value
-
-
-def _parents(path: str) -> list[str]:
-    """The folders that contain `path`: `a/b/c` → `a`, `a/b`."""
-    parts = path.split("/")
-    return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
 class Artifact:
@@ -210,7 +204,7 @@ class Artifact:
                 )
         new_folders: set[str] = set()
         for path in staged:
-            for folder in _parents(path):
+            for folder in parent_folders(path):
                 if folder in self._entries or folder in staged:
                     raise PathConflict(f"path {folder!r} would be both a file and a folder (holding {path!r})")
                 new_folders.add(folder)

@@ -18,6 +18,7 @@ import anyio
 from .errors import ChecksumMismatch, DownloadError, NotFound, PathConflict, RefscanError, UnsafePath
 from .fingerprint import ContentHasher, Match, fingerprint
 from .manifest import ManifestEntry, ManifestSource, as_manifest
+from .naming import parent_folders
 from .options import Options
 from .resolvers import Resolver
 from .resolvers.file import CHUNK
@@ -49,9 +50,7 @@ def plan(entries: list[ManifestEntry], root: Path) -> list[tuple[ManifestEntry, 
     targets = [(e, safe_target(root, e.path)) for e in entries]
     files = {e.path for e in entries}
     for e in entries:
-        parts = e.path.split("/")
-        for i in range(1, len(parts)):
-            folder = "/".join(parts[:i])
+        for folder in parent_folders(e.path):
             if folder in files:
                 raise PathConflict(f"{folder!r} is a file in the manifest but {e.path!r} needs it to be a folder")
     for _, target in targets:

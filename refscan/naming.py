@@ -23,6 +23,12 @@ def clean_path(path: str, *, source: str) -> str:
     return "/".join(parts)
 
 
+def parent_folders(path: str) -> list[str]:
+    """The folders that contain `path`: `a/b/c` → `a`, `a/b` (a file there would clash with the entry)."""
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
 def last_segment(uri: RefURI) -> str:
     """The last path component of `uri`: URL segments percent-decoded, the bucket for a bucket root."""
     if uri.is_http:

@@ -32,6 +32,7 @@ from urllib.parse import quote, urlencode
 from .artifact import Artifact, validate_name
 from .errors import InvalidName, InvalidURI, NotFound, PathConflict, RefscanError
 from .manifest import Manifest, ManifestEntry, manifest_digest
+from .naming import parent_folders
 from .options import Options
 from .uri import RefURI
 
@@ -161,11 +162,6 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 
 def _entry_row(entry: ManifestEntry) -> tuple[str, str, str | None, int | None, str]:
     return entry.path, entry.digest, entry.ref, entry.size, json.dumps(dict(entry.extra), sort_keys=True)
-
-
-def _parents(path: str) -> list[str]:
-    parts = path.split("/")
-    return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def _user_aliases(aliases: Iterable[str]) -> tuple[str, ...]:
@@ -504,7 +500,7 @@ class Store:
                     f"path {entry.path!r} is already pending with digest {prior[0]!r} (new digest {entry.digest!r})"
                 )
             return
-        for folder in _parents(entry.path):
+        for folder in parent_folders(entry.path):
             if conn.execute(
                 "SELECT 1 FROM group_entries WHERE group_id = ? AND path = ?", (group_id, folder)
             ).fetchone():
