@@ -9,10 +9,12 @@ import io
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any, NoReturn, TextIO
 
 import click
@@ -63,6 +65,20 @@ class Context:
         return Store(options=self.options) if create else Store.existing(options=self.options)
 
 
+_terminated = False
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (`timeout`, `kill`, a cancelled CI job) is handled as Ctrl-C, so the same cleanup runs: the scan
+    or download task is cancelled and no `.part` or half-written `-o` file is left behind."""
+    global _terminated
+    _terminated = True
+    on_sigint = signal.getsignal(signal.SIGINT)
+    if not callable(on_sigint):  # SIGINT ignored (a background job): still stop
+        raise KeyboardInterrupt
+    on_sigint(signal.SIGINT, frame)  # asyncio's runner cancels its main task; Python's default raises
+
+
 def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"refscan: error: {message}", err=True)
     sys.exit(code)
@@ -84,7 +100,7 @@ class RefscanGroup(click.Group):
             _fail(str(exc), 1)
         except KeyboardInterrupt:
             self._maybe_trace(ctx)
-            _fail("interrupted", 130)
+            _fail(*(("terminated", 143) if _terminated else ("interrupted", 130)))
         except Exception as exc:
             if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
                 raise  # click closes a broken pipe quietly
@@ -454,4 +470,5 @@ def demo() -> None:
 
 def main() -> None:
     """Console entry point."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     cli(prog_name="refscan")

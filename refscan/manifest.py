@@ -140,8 +140,11 @@ class Manifest:
         """Write the JSON atomically (temp file + rename)."""
         target = Path(path)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(self.to_json(), encoding="utf-8")
-        os.replace(tmp, target)
+        try:
+            tmp.write_text(self.to_json(), encoding="utf-8")
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)  # only left when writing failed
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Manifest:
@@ -151,10 +154,24 @@ class Manifest:
         except (OSError, UnicodeDecodeError) as exc:
             raise ManifestError(f"cannot read manifest {os.fspath(path)!r}: {exc}") from None
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             raise ManifestError(f"manifest {os.fspath(path)!r} is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ManifestError(f"manifest {os.fspath(path)!r} is nested too deeply to be a manifest") from None
+        except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+            raise ManifestError(f"manifest {os.fspath(path)!r} is not valid JSON: {exc}") from None
         return cls.from_dict(data)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict; a key given twice (two entries at one path, say) is an error, not last-wins."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ManifestError(f"manifest JSON has the key {key!r} twice in one object")
+        out[key] = value
+    return out
 
 
 class HasManifest(Protocol):

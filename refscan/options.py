@@ -104,7 +104,13 @@ class HTTPOptions:
 
 @dataclass(frozen=True)
 class Options:
-    """All settings. `concurrency` bounds the requests in flight across a scanner."""
+    """All settings. `concurrency` bounds the requests in flight across a scanner.
+
+    Deadlines: each request is bounded by its scheme's timeouts and `max_attempts` (with backoff in between).
+    There is no whole-operation deadline here: bound a call with `anyio.fail_after` / `asyncio.timeout` (a
+    cancelled scan, verify or download stops its requests promptly and leaves no task, `.part` file or
+    half-written manifest behind), and the CLI with `timeout(1)` (SIGINT/SIGTERM likewise leave nothing behind).
+    """
 
     concurrency: int = 64
     s3: S3Options = field(default_factory=S3Options)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
@@ -19,6 +19,7 @@ Scheme = Literal["s3", "gs", "http", "https", "file"]
 SCHEMES: tuple[Scheme, ...] = ("s3", "gs", "http", "https", "file")
 
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+_USERINFO_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
 _BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,221}$")
 _S3_VERSION_RE = re.compile(r"\?versionId=([^/?&#]+)$")
 _GS_VERSION_RE = re.compile(r"(?:\?generation=|#)(\d+)$")
@@ -53,7 +54,7 @@ class RefURI:
     bucket: str
     key: str
     version: str | None = None
-    url: str = ""
+    url: str = field(default="", repr=False)  # may hold credentials: never in a repr
 
     @classmethod
     def parse(cls, text: str) -> RefURI:
@@ -73,14 +74,15 @@ class RefURI:
         if scheme == "file":
             return cls._parse_file(text)
         raise UnsupportedScheme(
-            f"unsupported scheme {scheme!r} in {redact(text)!r}: refscan reads s3://, gs://, http(s)://, file://"
+            f"unsupported scheme {scheme!r} in {_shown(text)}: refscan reads s3://, gs://, http(s)://, file://"
         )
 
     @classmethod
     def _parse_bucket_uri(cls, scheme: Literal["s3", "gs"], text: str) -> RefURI:
         prefix = f"{scheme}://"
+        shown = _shown(text)
         if text[: len(prefix)].lower() != prefix:
-            raise InvalidURI(f"malformed {scheme} URI {text!r}: expected {prefix}bucket/key")
+            raise InvalidURI(f"malformed {scheme} URI {shown}: expected {prefix}bucket/key")
         rest = text[len(prefix) :]
         bucket, _, key = rest.partition("/")
         version: str | None = None
@@ -93,9 +95,14 @@ class RefURI:
             else:
                 bucket = bucket[: vm.start()]
         if not _BUCKET_RE.match(bucket):
-            raise InvalidURI(f"malformed {scheme} URI {text!r}: {bucket!r} is not a valid bucket name")
+            if "@" in text:  # s3://KEY:SECRET@bucket/... (a secret may hold '/'): never echo any part of it
+                raise InvalidURI(
+                    f"malformed {scheme} URI {shown}: no valid bucket name; credentials do not belong in the URI "
+                    "(use the standard credential chain or Options)"
+                )
+            raise InvalidURI(f"malformed {scheme} URI {shown}: {bucket!r} is not a valid bucket name")
         if version is not None and (not key or key.endswith("/")):
-            raise InvalidURI(f"{text!r}: a version can only pin an object, not a bucket or folder")
+            raise InvalidURI(f"{shown}: a version can only pin an object, not a bucket or folder")
         return cls(scheme, bucket, key, version)
 
     @classmethod
@@ -104,21 +111,26 @@ class RefURI:
             parts = urlsplit(text)
             host = parts.hostname
             _ = parts.port  # validates the port
-        except ValueError as exc:
-            raise InvalidURI(f"malformed URL {redact(text)!r}: {exc}") from None
+        except ValueError as exc:  # urllib's message may quote the netloc, user:password included
+            detail = f": {exc}" if "@" not in text else ""
+            raise InvalidURI(f"malformed URL {_shown(text)}{detail}") from None
         if not host or not parts.netloc:
-            raise InvalidURI(f"malformed URL {redact(text)!r}: no host")
+            raise InvalidURI(f"malformed URL {_shown(text)}: no host")
         netloc = parts.netloc.rpartition("@")[2]
         return cls(scheme, netloc, parts.path or "/", None, text)
 
     @classmethod
     def _parse_file(cls, text: str) -> RefURI:
-        parts = urlsplit(text)
+        try:
+            parts = urlsplit(text)
+        except ValueError as exc:  # e.g. an unbalanced '[' in the host part
+            detail = f": {exc}" if "@" not in text else ""
+            raise InvalidURI(f"malformed file URI {_shown(text)}{detail}") from None
         if parts.netloc not in ("", "localhost"):
-            raise InvalidURI(f"file URI {text!r} names host {parts.netloc!r}: only local files are supported")
+            raise InvalidURI(f"file URI {_shown(text)} names a host: only local files are supported (file:///abs/path)")
         path = unquote(parts.path)
         if not path.startswith("/"):
-            raise InvalidURI(f"file URI {text!r} must hold an absolute path (file:///abs/path)")
+            raise InvalidURI(f"file URI {_shown(text)} must hold an absolute path (file:///abs/path)")
         if "\x00" in path:
             raise InvalidURI("file URI decodes to a path with a NUL byte")
         return cls("file", "", _normalize_local(path))
@@ -161,6 +173,14 @@ class RefURI:
         return f"{self.object_ref()}#{self.version}"
 
 
+def _shown(text: str) -> str:
+    """A malformed reference as error messages quote it: redacted, and not at all when it holds an '@' (user
+    info that could not be told apart, e.g. a secret key with a '/' in `s3://KEY:SECRET@bucket`)."""
+    if "@" in text:
+        return "(not shown: it has an '@' and may hold credentials)"
+    return repr(redact(text))
+
+
 def _normalize_local(path: str) -> str:
     """Absolute, normalized local path; a trailing separator (folder) is kept."""
     folder = path.endswith(("/", os.sep)) and len(path) > 1
@@ -171,11 +191,15 @@ def _normalize_local(path: str) -> str:
 def redact(text: str) -> str:
     """`text` with URL credentials removed: no `user:pass@`, signature query values replaced by REDACTED.
 
-    Non-URL strings pass through unchanged. Used for every ref, log event, error and progress line.
+    Only http(s) query strings are rewritten; other `scheme://user:pass@...` lose their user info (unsupported
+    schemes are echoed in errors). Non-URL strings pass through unchanged. Used for every ref, log event, error
+    and progress line.
     """
     m = _SCHEME_RE.match(text)
-    if m is None or m.group(1).lower() not in ("http", "https"):
+    if m is None:
         return text
+    if m.group(1).lower() not in ("http", "https"):
+        return _USERINFO_RE.sub(r"\1", text)  # scheme://user:pass@host/... -> scheme://host/...
     try:
         parts = urlsplit(text)
     except ValueError:

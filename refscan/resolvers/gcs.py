@@ -16,9 +16,10 @@ Division of labour:
   emulator each lookup waits ~60 s. refscan therefore behaves the same whatever that variable says. The JSON
   API lists and reads objects in hierarchical-namespace buckets like in flat ones.
 
-Retries: 408, 429, 5xx and connection/timeout errors, up to `GCSOptions.max_attempts` attempts with capped,
-jittered exponential backoff (honouring `Retry-After`); one immediate retry after a 401 once the token has
-been refreshed. `limiter` is held around single requests only (never while backing off or streaming a body).
+Retries: 408, 429, 5xx, connection/timeout errors and 2xx answers whose JSON is cut short, up to
+`GCSOptions.max_attempts` attempts with capped, jittered exponential backoff (honouring `Retry-After`); one
+immediate retry after a 401 once the token has been refreshed. `limiter` is held around single requests only
+(never while backing off or streaming a body).
 """
 
 from __future__ import annotations
@@ -412,16 +413,15 @@ class GCSResolver(Resolver):
                 if status < 300:
                     try:
                         return json.loads(body)
-                    except ValueError:
-                        raise _Failure(
-                            None, f"the server answered HTTP {status} with a body that is not JSON"
-                        ) from None
-                failure = _failure_from_body(status, body)
-                if status == 401 and not refreshed and self._fs.credentials.credentials is not None:
-                    refreshed = force_refresh = True  # an expired token: refresh it and try again right away
-                    continue
-                if status not in RETRY_STATUS:
-                    raise failure
+                    except ValueError:  # e.g. a page cut short on the way: retried like a dropped connection
+                        failure = _Failure(None, f"the server answered HTTP {status} with a body that is not JSON")
+                else:
+                    failure = _failure_from_body(status, body)
+                    if status == 401 and not refreshed and self._fs.credentials.credentials is not None:
+                        refreshed = force_refresh = True  # an expired token: refresh it and try again right away
+                        continue
+                    if status not in RETRY_STATUS:
+                        raise failure
             attempt += 1
             if attempt >= attempts:
                 failure.message = f"{failure.message}; gave up after {attempts} attempts"

@@ -372,7 +372,10 @@ class HTTPResolver(Resolver):
                 info = object_info(uri, resp.headers, size)
                 length = parse_content_length(resp.headers)
                 if length is not None and length <= 1:
-                    await resp.read()  # the one byte asked for: keeps the connection reusable
+                    try:
+                        await resp.read()  # the one byte asked for: keeps the connection reusable
+                    except (aiohttp.ClientError, asyncio.TimeoutError):
+                        resp.close()  # dropped mid-body: the headers are all we need
                 return info
             if resp.status == 416:  # bytes=0-0 is unsatisfiable only for an empty representation
                 total = parse_content_range_total(resp.headers.get("Content-Range"))
