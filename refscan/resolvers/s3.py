@@ -475,6 +475,16 @@ class Walk:
         self.pending.append(Step(prefix, page.after_last, delimited=True, skip=current))
 
 
+def _truncated(resp: Mapping[str, Any], marker: Any) -> bool:
+    """Whether a listing page continues; a truncated page without a continuation marker is an error (ending
+    there would silently shorten the listing)."""
+    if not resp.get("IsTruncated"):
+        return False
+    if not marker:
+        raise BackendError("the store said the listing continues but gave no continuation marker")
+    return True
+
+
 # -- the resolver ---------------------------------------------------------------------------------
 
 
@@ -713,7 +723,7 @@ class S3Resolver(Resolver):
         keys = [c["Key"] for c in contents]
         prefixes = [p["Prefix"] for p in resp.get("CommonPrefixes") or []]
         token = resp.get("NextContinuationToken")
-        truncated = bool(resp.get("IsTruncated")) and bool(token)
+        truncated = _truncated(resp, token)
         last = keys[-1] if keys else None
         return Page(
             objects=objects,
@@ -737,7 +747,7 @@ class S3Resolver(Resolver):
         prefixes = [p["Prefix"] for p in resp.get("CommonPrefixes") or []]
         key_marker = resp.get("NextKeyMarker")
         version_marker = resp.get("NextVersionIdMarker")
-        truncated = bool(resp.get("IsTruncated")) and bool(key_marker)
+        truncated = _truncated(resp, key_marker)
         cursor = Cursor(key_marker=key_marker, version_marker=version_marker) if truncated else None
         # The continuation markers name the page's last item exactly (key + version), so they also serve as
         # "after the last item" for a narrower prefix. Without a version marker (a page ending on a common

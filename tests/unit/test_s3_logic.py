@@ -280,3 +280,20 @@ async def test_budget_never_overcommits(monkeypatch: pytest.MonkeyPatch) -> None
     budget.settle(2, 2)
     assert budget.full
     assert await budget.reserve() == 0
+
+
+@pytest.mark.parametrize(
+    ("parse", "resp"),
+    [
+        (s3mod.S3Resolver._v2_page, {"IsTruncated": True, "Contents": [{"Key": "a", "ETag": '"e"', "Size": 1}]}),
+        (
+            s3mod.S3Resolver._versions_page,
+            {"IsTruncated": True, "Versions": [{"Key": "a", "ETag": '"e"', "Size": 1, "IsLatest": True}]},
+        ),
+    ],
+)
+def test_truncated_page_without_a_marker_is_an_error_not_the_end(parse: Any, resp: dict[str, Any]) -> None:
+    with pytest.raises(BackendError, match="no continuation marker"):
+        parse(resp)
+    resp["IsTruncated"] = False
+    assert [o.key for o in parse(resp).objects] == ["a"]
