@@ -554,8 +554,8 @@ class GCSResolver(Resolver):
             if batch:
                 yield batch
             ranges = [r for r in ranges if not r.done]
-            if remaining > 0:
-                ranges = _fan_out(ranges, prefix, fanout)
+            if remaining > 0:  # no more ranges than the budget has full pages for: short pages multiply requests
+                ranges = _fan_out(ranges, prefix, min(fanout, max(1, remaining // self.page_size)))
         log.debug(
             "gcs.list",
             objects=found,

@@ -110,6 +110,18 @@ async def test_list_complete_and_fans_out(layout: str) -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+async def test_folder_the_size_of_the_limit_keeps_full_pages(layout: str) -> None:
+    """The default case (a folder about as large as max_objects): the budget must not shrink pages to crumbs."""
+    objects = LAYOUTS[layout]
+    r = MemoryGCS(objects, page_size=100)
+    names = await collect(r, "gs://b/data/", len(objects) + 1)
+    assert sorted(names) == expected(objects, "data/")
+    sequential_pages = len(objects) // 100 + 1
+    assert len(r.calls) <= sequential_pages * 2, len(r.calls)
+
+
+@pytest.mark.anyio
 async def test_small_folder_is_one_request() -> None:
     r = MemoryGCS({f"d/{i}": 1 for i in range(999)})
     assert len(await collect(r, "gs://b/d/", 10_001)) == 999
