@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,7 +20,7 @@ from .errors import InvalidURI, NotFound, RefscanError
 from .fingerprint import ContentHasher, Fingerprint, Match, compare, fingerprint
 from .manifest import ManifestEntry, ManifestSource, as_manifest
 from .options import Options
-from .resolvers import Resolver
+from .resolvers import ObjectInfo, Resolver
 from .scan import Scanner
 from .sync import run_sync
 from .uri import RefURI
@@ -117,10 +118,70 @@ def _result(
     )
 
 
+#: Entries of one bucket folder from which verify lists the folder instead of sending a HEAD per entry.
+LIST_MIN_ENTRIES = 16
+_LISTABLE = ("s3", "gs")
+
+
+def listing_plan(entries: Iterable[ManifestEntry]) -> dict[tuple[str, str, str], int]:
+    """Folders worth listing instead of a HEAD per entry: (scheme, bucket, folder key) → entries under it.
+
+    Entries are grouped by their ref's parent folder; a folder inside another listed one is covered by that
+    listing (listings are recursive), so only the outermost folders are kept. Pure, no I/O.
+    """
+    parents: Counter[tuple[str, str, str]] = Counter()
+    for entry in entries:
+        if entry.ref is None or is_unchecked(entry):
+            continue
+        try:
+            uri = RefURI.parse(entry.ref)
+        except InvalidURI:
+            continue
+        if uri.scheme in _LISTABLE:
+            parents[(uri.scheme, uri.bucket, uri.key.rpartition("/")[0] + "/" if "/" in uri.key else "")] += 1
+    plan: dict[tuple[str, str, str], int] = {}
+    for (scheme, bucket, folder), count in sorted(parents.items(), key=lambda item: len(item[0][2])):
+        outer = next((k for k in plan if k[:2] == (scheme, bucket) and folder.startswith(k[2])), None)
+        if outer is not None:
+            plan[outer] += count
+        else:
+            plan[(scheme, bucket, folder)] = count
+    return {key: count for key, count in plan.items() if count >= LIST_MIN_ENTRIES}
+
+
 class _Verifier:
+    """Checks entries one by one; objects already seen in a folder listing (`prefetch`) need no request."""
+
     def __init__(self, scanner: Scanner, deep: bool) -> None:
         self.scanner = scanner
         self.deep = deep
+        self.listed: dict[tuple[str, str, str], ObjectInfo] = {}
+
+    async def prefetch(self, entries: list[ManifestEntry]) -> None:
+        """List the folders many entries live in, concurrently. A listing that fails only means HEADs later."""
+
+        async def one(scheme: str, bucket: str, folder: str, count: int) -> None:
+            try:
+                resolver = await self.scanner.resolver(scheme)
+                # room for objects added since the scan; past that, the entries not seen get their own HEAD
+                async with aclosing(resolver.list(RefURI(scheme, bucket, folder), 2 * count + 1000)) as batches:  # type: ignore[arg-type]
+                    async for batch in batches:
+                        for info in batch:
+                            self.listed[(scheme, bucket, info.key)] = info
+            except RefscanError:
+                return
+
+        async with anyio.create_task_group() as tg:
+            for (scheme, bucket, folder), count in listing_plan(entries).items():
+                tg.start_soon(one, scheme, bucket, folder, count)
+
+    async def _current(self, resolver: Resolver, uri: RefURI) -> ObjectInfo:
+        """The object at `uri` (pinned version if any): from a prefetched listing when it holds exactly that
+        version, else one lookup."""
+        info = self.listed.get((uri.scheme, uri.bucket, uri.key))
+        if info is not None and (uri.version is None or info.version == uri.version):
+            return info
+        return await resolver.stat(uri)
 
     async def check(self, entry: ManifestEntry) -> VerifyResult:
         if entry.ref is None:
@@ -142,7 +203,7 @@ class _Verifier:
     async def _check(self, entry: ManifestEntry, uri: RefURI, expected: Fingerprint) -> VerifyResult:
         resolver = await self.scanner.resolver(uri.scheme)
         try:
-            info = await resolver.stat(uri)
+            info = await self._current(resolver, uri)
         except NotFound:
             if uri.version is None:
                 return _result(entry, "missing", "the object no longer exists", expected)
@@ -207,6 +268,7 @@ async def averify(
     added: list[VerifyResult] = []
     async with Scanner(options) as scanner:
         verifier = _Verifier(scanner, deep)
+        await verifier.prefetch(entries)
         todo = iter(range(len(entries)))
 
         async def worker() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from aiohttp import web
 
 import refscan
@@ -229,3 +231,34 @@ def test_deep_mode_catches_same_size_content_behind_a_lying_server(
     with pytest.raises(refscan.DownloadError, match="contentMD5"):
         refscan.download(entries, tmp_path)
     assert list(tmp_path.iterdir()) == []  # nothing written, no temp file left
+
+
+@pytest.mark.parametrize("kind", ["s3", "gcs"])
+def test_many_entries_of_a_folder_are_verified_from_one_listing(
+    kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if kind == "s3":
+        backend = s3_backend(request.getfixturevalue("s3_server"), versioned=True)
+    else:
+        backend = gcs_backend(request.getfixturevalue("gcs_server"), versioned=False)
+    for i in range(40):
+        backend.put(f"many/f{i:02}.txt", f"file {i}".encode())
+    backend.put("many/sub/deep.txt", b"deep")
+    entries = refscan.scan(backend.uri("many"), options=backend.options)
+    backend.put("many/f01.txt", b"FILE 1")  # overwritten: a pinned (versioned) entry still holds, else changed
+    backend.delete("many/f02.txt")
+    with structlog.testing.capture_logs() as logs:
+        report = refscan.verify(entries, options=backend.options)
+    lookups = [e for e in logs if e["event"] in ("s3.head", "gcs.stat", "gcs.get")]
+    status = statuses(report)
+    assert status.pop("f01.txt") == ("ok" if backend.versioned else "changed")
+    assert status.pop("f02.txt") == ("ok" if backend.versioned else "missing")
+    assert set(status.values()) == {"ok"}
+    assert len(status) == 39  # 38 untouched files and sub/deep.txt
+    # only the two objects the listing could not vouch for were looked up one by one
+    assert len(lookups) <= 2, lookups
+    verify_module = importlib.import_module("refscan.verify")  # (refscan.verify is the function)
+    monkeypatch.setattr(verify_module, "LIST_MIN_ENTRIES", 10**9)  # control: no listing, one lookup each
+    with structlog.testing.capture_logs() as logs:
+        assert statuses(refscan.verify(entries, options=backend.options)) == statuses(report)
+    assert len([e for e in logs if e["event"] in ("s3.head", "gcs.stat")]) >= 39

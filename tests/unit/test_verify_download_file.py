@@ -155,3 +155,15 @@ def test_hasher_recomputes_md5_etag_multipart_and_crc32c() -> None:
     wrong = ContentHasher("gs", fingerprint("gs", "etag", 15, {"md5": md5b64(b"other")}))
     wrong.update(data)
     assert wrong.check()[0] is Match.DIFFERENT
+
+
+def test_listing_plan_keeps_outermost_busy_folders() -> None:
+    from refscan.verify import LIST_MIN_ENTRIES, listing_plan
+
+    n = LIST_MIN_ENTRIES
+    entries = [ManifestEntry(f"a{i}", "e", ref=f"s3://b/data/{i}.bin") for i in range(n)]
+    entries += [ManifestEntry(f"s{i}", "e", ref=f"s3://b/data/sub/{i}.bin") for i in range(3)]
+    entries += [ManifestEntry(f"g{i}", "e", ref=f"gs://b/x/{i}") for i in range(n - 1)]  # too few to list
+    entries += [ManifestEntry("u", "s3://b/data/u", ref="s3://b/data/u")]  # checksum=False: not counted
+    entries += [ManifestEntry(f"h{i}", "e", ref=f"https://h/data/{i}") for i in range(n)]  # never listed
+    assert listing_plan(entries) == {("s3", "b", "data/"): n + 3}
