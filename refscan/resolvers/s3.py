@@ -182,40 +182,42 @@ def child_of(prefix: str, key: str) -> str | None:
     return prefix + rest[: slash + 1]
 
 
-def listed_info(entry: Mapping[str, Any]) -> ObjectInfo:
-    """ObjectInfo from a ListObjectsV2 `Contents` or ListObjectVersions `Versions` entry."""
-    key: str = entry["Key"]
-    digest = strip_etag(entry.get("ETag"))
+def _common(key: str, etag: Any, version: Any, modified: Any, source: str) -> tuple[str, str | None, dict[str, Any]]:
+    """Digest, version id and the base `extra` shared by listed and HEAD'ed objects."""
+    digest = strip_etag(etag)
     if not digest:
-        raise BackendError(f"the listing gave no ETag for key {key!r}: the store is not S3-compatible enough")
-    vid = version_id(entry.get("VersionId"))
+        raise BackendError(f"{source} gave no ETag for key {key!r}: the store is not S3-compatible enough")
+    vid = version_id(version)
     extra: dict[str, Any] = {"etag": digest}
     if vid is not None:
         extra["versionID"] = vid
-    modified = iso_time(entry.get("LastModified"))
-    if modified is not None:
-        extra["lastModified"] = modified
+    text = iso_time(modified)
+    if text is not None:
+        extra["lastModified"] = text
+    return digest, vid, extra
+
+
+def _sized(key: str, digest: str, size: Any, vid: str | None, extra: dict[str, Any]) -> ObjectInfo:
+    return ObjectInfo(key=key, digest=digest, size=int(size) if size is not None else None, version=vid, extra=extra)
+
+
+def listed_info(entry: Mapping[str, Any]) -> ObjectInfo:
+    """ObjectInfo from a ListObjectsV2 `Contents` or ListObjectVersions `Versions` entry."""
+    key: str = entry["Key"]
+    digest, vid, extra = _common(
+        key, entry.get("ETag"), entry.get("VersionId"), entry.get("LastModified"), "the listing"
+    )
     algorithms = entry.get("ChecksumAlgorithm")
     if algorithms:
         extra["checksumAlgorithm"] = [str(a) for a in algorithms]
         if entry.get("ChecksumType"):
             extra["checksumType"] = str(entry["ChecksumType"])
-    size = entry.get("Size")
-    return ObjectInfo(key=key, digest=digest, size=int(size) if size is not None else None, version=vid, extra=extra)
+    return _sized(key, digest, entry.get("Size"), vid, extra)
 
 
 def head_info(key: str, resp: Mapping[str, Any]) -> ObjectInfo:
     """ObjectInfo from a HeadObject (or GetObject) response."""
-    digest = strip_etag(resp.get("ETag"))
-    if not digest:
-        raise BackendError(f"HeadObject gave no ETag for key {key!r}: the store is not S3-compatible enough")
-    vid = version_id(resp.get("VersionId"))
-    extra: dict[str, Any] = {"etag": digest}
-    if vid is not None:
-        extra["versionID"] = vid
-    modified = iso_time(resp.get("LastModified"))
-    if modified is not None:
-        extra["lastModified"] = modified
+    digest, vid, extra = _common(key, resp.get("ETag"), resp.get("VersionId"), resp.get("LastModified"), "HeadObject")
     sse = str(resp.get("ServerSideEncryption") or "")
     if sse.startswith("aws:kms") or resp.get("SSECustomerAlgorithm"):
         extra["sse"] = sse or "sse-c"  # the ETag of such an object is not the MD5 of its content
@@ -224,8 +226,7 @@ def head_info(key: str, resp: Mapping[str, Any]) -> ObjectInfo:
         extra.update(checksums)
         if resp.get("ChecksumType"):
             extra["checksumType"] = str(resp["ChecksumType"])
-    size = resp.get("ContentLength")
-    return ObjectInfo(key=key, digest=digest, size=int(size) if size is not None else None, version=vid, extra=extra)
+    return _sized(key, digest, resp.get("ContentLength"), vid, extra)
 
 
 # -- error mapping (the one place) -----------------------------------------------------------------

@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from refscan.demo.servers import StaticServer
 
 from .util import (
     HOST,
@@ -76,24 +77,18 @@ http {{
 """
 
 
-@dataclass
-class NginxServer:
-    base_url: str
-    root: Path
-    prefix: Path
+@dataclass(frozen=True)
+class NginxServer(StaticServer):
+    """nginx serving `root` (see `StaticServer` for `url`); `prefix` holds its config, logs and temp files."""
+
+    prefix: Path = Path()
     process: ManagedProcess | None = None
 
-    def url(self, relpath: str) -> str:
-        """URL of a file under ``root`` (path segments percent-encoded, '/' kept)."""
-        return f"{self.base_url}/{urllib.parse.quote(relpath.lstrip('/'), safe='/')}"
-
     def write(self, relpath: str, data: bytes | str) -> str:
-        """Write a file under ``root`` (parents created, world-readable) and return its URL."""
-        path = self.root / relpath.lstrip("/")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data.encode() if isinstance(data, str) else data)
-        path.chmod(0o644)
-        return self.url(relpath)
+        """Write a file under ``root`` (parents created, world-readable: nginx workers read it) and return its URL."""
+        url = super().write(relpath, data)
+        (self.root / relpath.lstrip("/")).chmod(0o644)
+        return url
 
     @property
     def error_log(self) -> Path:
