@@ -122,9 +122,15 @@ def test_file_uri_round_trip(path: str) -> None:
     [
         ("https://u:p@h/x", "https://h/x"),
         ("https://h/x?X-Amz-Signature=s3cr3t&a=1", "https://h/x?X-Amz-Signature=REDACTED&a=1"),
-        ("https://h/x?x-goog-signature=s&X-Goog-Credential=c", "https://h/x?x-goog-signature=REDACTED&X-Goog-Credential=REDACTED"),
+        (
+            "https://h/x?x-goog-signature=s&X-Goog-Credential=c",
+            "https://h/x?x-goog-signature=REDACTED&X-Goog-Credential=REDACTED",
+        ),
         ("https://h/x?sig=abc&sv=2020", "https://h/x?sig=REDACTED&sv=2020"),
-        ("https://h/x?Signature=a&X-Amz-Security-Token=t&X-Amz-Credential=AKIA/x", "https://h/x?Signature=REDACTED&X-Amz-Security-Token=REDACTED&X-Amz-Credential=REDACTED"),
+        (
+            "https://h/x?Signature=a&X-Amz-Security-Token=t&X-Amz-Credential=AKIA/x",
+            "https://h/x?Signature=REDACTED&X-Amz-Security-Token=REDACTED&X-Amz-Credential=REDACTED",
+        ),
         ("https://h/x?a=1", "https://h/x?a=1"),
         ("s3://b/k?versionId=1", "s3://b/k?versionId=1"),
     ],
