@@ -17,6 +17,7 @@ import pytest
 
 from refscan import Manifest
 from tests.servers import GCSServer, NginxServer, S3Server
+from tests.servers.util import isolated_env
 
 pytestmark = pytest.mark.integration
 
@@ -45,13 +46,7 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     """A clean environment: no cloud settings of the developer's, a private store in tmp_path."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GOOGLE_", "STORAGE_EMULATOR", "REFSCAN"))}
-    return base | {
-        "REFSCAN_HOME": str(tmp_path / "home"),
-        "AWS_CONFIG_FILE": "/dev/null",
-        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
+    return isolated_env(tmp_path / "home")
 
 
 @pytest.fixture

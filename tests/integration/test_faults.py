@@ -81,6 +81,18 @@ def assert_mix_exercised(runs: Sequence[ProxyStats]) -> None:
     assert set(kinds) == set(MIX), f"not every kind of fault was injected: {kinds}"
 
 
+def runs_under_faults(proxy: FaultProxy, scan: Callable[[], object], baseline: object) -> list[ProxyStats]:
+    """RUNS scans at RATE faults (seeded per run), each asserted equal to the fault-free `baseline`."""
+    runs: list[ProxyStats] = []
+    for run in range(RUNS):
+        proxy.configure(FaultPlan(rate=RATE, kinds=MIX, seed=run))
+        result = scan()
+        stats = proxy.stats()
+        assert result == baseline, f"run {run} ({stats}) differs from the fault-free scan"
+        runs.append(stats)
+    return runs
+
+
 # -- servers behind proxies -------------------------------------------------------------------------------------
 
 
@@ -195,13 +207,7 @@ def test_s3_folder_of_5000_under_10_percent_faults(
     assert {e.path for e in baseline} == {f"part-{i % 10}/obj-{i:05d}.bin" for i in range(S3_OBJECTS)}
     assert s3_proxy.stats().total_faults == 0
 
-    runs: list[ProxyStats] = []
-    for run in range(RUNS):
-        s3_proxy.configure(FaultPlan(rate=RATE, kinds=MIX, seed=run))
-        entries = refscan.scan(uri, options=options)
-        stats = s3_proxy.stats()
-        assert entries == baseline, f"run {run} ({stats}) differs from the fault-free scan"
-        runs.append(stats)
+    runs = runs_under_faults(s3_proxy, lambda: refscan.scan(uri, options=options), baseline)
     report(record_property, f"S3 folder of {S3_OBJECTS} objects", runs)
     assert_mix_exercised(runs)
 
@@ -219,13 +225,7 @@ def test_gcs_folder_under_10_percent_faults(
     assert len(baseline) == GCS_OBJECTS
     assert gcs_proxy.stats().requests >= GCS_OBJECTS // GCS_PAGE  # really paged
 
-    runs: list[ProxyStats] = []
-    for run in range(RUNS):
-        gcs_proxy.configure(FaultPlan(rate=RATE, kinds=MIX, seed=run))
-        entries = refscan.scan(uri, options=options)
-        stats = gcs_proxy.stats()
-        assert entries == baseline, f"run {run} ({stats}) differs from the fault-free scan"
-        runs.append(stats)
+    runs = runs_under_faults(gcs_proxy, lambda: refscan.scan(uri, options=options), baseline)
     report(record_property, f"GCS folder of {GCS_OBJECTS} objects (pages of {GCS_PAGE})", runs)
     assert_mix_exercised(runs)
 
@@ -240,13 +240,7 @@ def test_200_http_urls_under_10_percent_faults(
     assert [len(r) for r in baseline] == [1] * HTTP_URLS
     assert all(r[0].extra.get("etag") and r[0].size for r in baseline)
 
-    runs: list[ProxyStats] = []
-    for run in range(RUNS):
-        http_proxy.configure(FaultPlan(rate=RATE, kinds=MIX, seed=run))
-        results = scan_urls(urls, options)
-        stats = http_proxy.stats()
-        assert results == baseline, f"run {run} ({stats}) differs from the fault-free scan"
-        runs.append(stats)
+    runs = runs_under_faults(http_proxy, lambda: scan_urls(urls, options), baseline)
     report(record_property, f"HTTP {HTTP_URLS} URLs", runs)
     assert_mix_exercised(runs)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn, TypeVar
 
 import pytest
@@ -67,3 +68,14 @@ def find_executable(name: str, *fallbacks: str) -> str | None:
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     return None
+
+
+def isolated_env(home: Path) -> dict[str, str]:
+    """Environment for a refscan subprocess: none of the developer's cloud settings, a private store at `home`."""
+    drop = ("AWS_", "GOOGLE_", "STORAGE_EMULATOR", "REFSCAN")
+    return {k: v for k, v in os.environ.items() if not k.startswith(drop)} | {
+        "REFSCAN_HOME": str(home),
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }

@@ -14,7 +14,6 @@ import base64
 import importlib
 import json
 import logging
-import os
 import subprocess
 import sys
 import traceback
@@ -43,7 +42,7 @@ from refscan import (
     UnsafePath,
 )
 from refscan.download import safe_target
-from tests.servers.util import free_port
+from tests.servers.util import free_port, isolated_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -307,12 +306,7 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 @pytest.fixture
 def cli_env(tmp_path: Path) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GOOGLE_", "STORAGE_EMULATOR", "REFSCAN"))}
-    return base | {
-        "REFSCAN_HOME": str(tmp_path / "home"),
-        "AWS_CONFIG_FILE": "/dev/null",
-        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-        "AWS_EC2_METADATA_DISABLED": "true",
+    return isolated_env(tmp_path / "home") | {
         "AWS_ACCESS_KEY_ID": AWS_KEY_ID,
         "AWS_SECRET_ACCESS_KEY": AWS_SECRET_KEY,
         "AWS_SESSION_TOKEN": AWS_TOKEN,
