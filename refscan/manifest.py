@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Union
 
-from .errors import ManifestError, PathConflict
+from .errors import ManifestError
+from .naming import check_same_path
 
 STORAGE_POLICY = "wandb-storage-policy-v1"
 MAX_SIZE = 1 << 62  # a sanity bound on `size` read from untrusted manifests
@@ -80,10 +81,9 @@ class Manifest:
     def add(self, entry: ManifestEntry) -> None:
         """Add `entry`; an equal entry at the same path is a no-op, a different digest raises PathConflict."""
         old = self._entries.get(entry.path)
-        if old is not None and old.digest != entry.digest:
-            raise PathConflict(
-                f"path {entry.path!r} is already in the manifest with digest {old.digest!r} "
-                f"(new digest {entry.digest!r}); pass a different name="
+        if old is not None:
+            check_same_path(
+                entry.path, old.digest, entry.digest, where="in the manifest", hint="; pass a different name="
             )
         self._entries[entry.path] = entry
 

@@ -5,9 +5,11 @@ Paths are POSIX, relative, without empty, `.` or `..` segments. Pure functions, 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, ValuesView
+from typing import Generic, Protocol, TypeVar
 from urllib.parse import unquote
 
-from .errors import InvalidURI, UnsafePath
+from .errors import InvalidURI, PathConflict, UnsafePath
 from .uri import RefURI
 
 
@@ -24,9 +26,121 @@ def clean_path(path: str, *, source: str) -> str:
 
 
 def parent_folders(path: str) -> list[str]:
-    """The folders that contain `path`: `a/b/c` → `a`, `a/b` (a file there would clash with the entry)."""
+    """The folders that contain `path`: `a/b/c` → `a`, `a/b` (a file at one of them would clash with it)."""
     parts = path.split("/")
     return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+# -- the path-clash rule --------------------------------------------------------------------------------
+#
+# Within one artifact (or manifest, or pending group) a path holds at most one file:
+# - the same path again with the same digest is a no-op, with another digest a `PathConflict`;
+# - a path cannot be both a file and a folder: no download could hold `obj` beside `obj/inner.txt`.
+# (docs/behaviour.md, "Artifacts and the store".)
+
+
+class PathEntry(Protocol):
+    """Anything with a `path` and a `digest`, such as a `ManifestEntry`."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def digest(self) -> str: ...
+
+
+class TakenPaths(Protocol):
+    """The paths already taken, as `check_clashes` needs to see them (in memory, or rows in a database)."""
+
+    def digest_at(self, path: str) -> str | None:
+        """The digest of the file at `path`; None when no file is there."""
+        ...
+
+    def is_folder(self, path: str) -> bool:
+        """True when some file lies under `path/`."""
+        ...
+
+
+E = TypeVar("E", bound=PathEntry)
+
+
+def check_same_path(path: str, prior: str, digest: str, *, where: str, hint: str = "") -> None:
+    """The same-path half of the rule: raises `PathConflict` when `digest` differs from the `prior` digest
+    at `path`, worded `path P is already <where> with digest D (new digest N)<hint>`."""
+    if prior != digest:
+        raise PathConflict(f"path {path!r} is already {where} with digest {prior!r} (new digest {digest!r}){hint}")
+
+
+def check_clashes(entries: Iterable[E], taken: TakenPaths, *, where: str, hint: str = "") -> dict[str, E]:
+    """The entries of `entries` whose paths are new (first of each path, in order), after checking the whole
+    batch against `taken` and against itself; raises `PathConflict` on the first clash, in this order:
+
+    1. a path already taken, or earlier in the batch, with another digest (`check_same_path`'s message);
+    2. a new path inside a folder that is a file: `path F would be both a file and a folder (holding P)`;
+    3. a new path that is a folder of a file: `path P would be both a file and a folder`.
+
+    Pure: nothing is recorded, so a caller that adds the result gets all of the batch or none of it."""
+    new: dict[str, E] = {}
+    for entry in entries:
+        earlier = new.get(entry.path)
+        prior = earlier.digest if earlier is not None else taken.digest_at(entry.path)
+        if prior is None:
+            new[entry.path] = entry
+        else:
+            check_same_path(entry.path, prior, entry.digest, where=where, hint=hint)
+    new_folders: set[str] = set()
+    for path in new:
+        for folder in parent_folders(path):
+            if folder in new or taken.digest_at(folder) is not None:
+                raise PathConflict(f"path {folder!r} would be both a file and a folder (holding {path!r})")
+            new_folders.add(folder)
+    for path in new:
+        if path in new_folders or taken.is_folder(path):
+            raise PathConflict(f"path {path!r} would be both a file and a folder")
+    return new
+
+
+class PathIndex(Generic[E]):
+    """Entries by path, plus the folders that hold them: the in-memory `TakenPaths`. `add` keeps the rule
+    above, all or nothing; `where`/`hint` word its same-path message (e.g. `in artifact 'x'`)."""
+
+    def __init__(self, entries: Iterable[E] = (), *, where: str = "taken", hint: str = "") -> None:
+        self.where = where
+        self.hint = hint
+        self._entries: dict[str, E] = {}
+        self._folders: set[str] = set()
+        self.add(entries)
+
+    def add(self, entries: Iterable[E]) -> list[E]:
+        """Add `entries`, or nothing when any clashes (`PathConflict`); returns those at new paths. An
+        entry whose path already holds the same digest is skipped (the first one stays)."""
+        new = check_clashes(entries, self, where=self.where, hint=self.hint)
+        self._entries.update(new)
+        self._folders.update(folder for path in new for folder in parent_folders(path))
+        return list(new.values())
+
+    def digest_at(self, path: str) -> str | None:
+        entry = self._entries.get(path)
+        return entry.digest if entry is not None else None
+
+    def is_folder(self, path: str) -> bool:
+        return path in self._folders
+
+    def get(self, path: str) -> E | None:
+        return self._entries.get(path)
+
+    def values(self) -> ValuesView[E]:
+        """The entries in the order they were added (a live view)."""
+        return self._entries.values()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._entries
 
 
 def last_segment(uri: RefURI) -> str:

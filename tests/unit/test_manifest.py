@@ -1,4 +1,4 @@
-"""Manifest model, W&B v1 JSON codec and digest formula (SPEC §6)."""
+"""Manifest model, W&B v1 JSON codec and digest formula."""
 
 from __future__ import annotations
 
@@ -112,5 +112,15 @@ def test_conflicting_path_raises_and_same_entry_is_idempotent() -> None:
     m = Manifest([ENTRIES[0]])
     m.add(ENTRIES[0])
     assert len(m) == 1
-    with pytest.raises(PathConflict, match=r"b/dog\.png"):
+    with pytest.raises(PathConflict, match=r"b/dog\.png") as info:
         m.add(ManifestEntry("b/dog.png", "other"))
+    assert str(info.value) == (
+        f"path 'b/dog.png' is already in the manifest with digest {ENTRIES[0].digest!r} (new digest 'other'); "
+        "pass a different name="
+    )
+
+
+def test_a_manifest_may_hold_a_file_and_a_folder_at_one_path() -> None:
+    # only the same-path rule applies to a manifest; downloads refuse the file/folder clash themselves
+    m = Manifest([ManifestEntry("a", "1"), ManifestEntry("a/b", "2")])
+    assert list(m.entries) == ["a", "a/b"]
