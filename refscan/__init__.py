@@ -14,14 +14,17 @@ from .errors import (
     NotFound,
     PathConflict,
     RefscanError,
+    SealedGroup,
+    SourceChanged,
     TooManyObjects,
+    TypeConflict,
     UnsafePath,
     UnsupportedScheme,
 )
 from .manifest import Manifest, ManifestEntry
 from .options import GCSOptions, HTTPOptions, Options, S3Options
 from .scan import DEFAULT_MAX_OBJECTS, Scanner, ScanRequest, ascan, iter_scan, scan
-from .store import ArtifactVersion, FileRow, LineageRow, SealedGroup, SourceChanged, Store, TypeConflict
+from .store import ArtifactVersion, FileRow, LineageRow, Store
 from .uri import RefURI
 from .verify import VerifyReport, VerifyResult, averify, verify
 

@@ -1,12 +1,14 @@
-"""`Artifact`: a named, typed set of manifest entries built from references and local files (SPEC §9).
+"""`Artifact`: a named, typed set of manifest entries built from references and local files.
 
 Every add is all-or-nothing: a call that fails (scan error, `TooManyObjects`, a path conflict anywhere in
 the batch) leaves the artifact exactly as it was. Local files (`add_file`, `add_dir`, `new_file`) become
-entries without a ref; their source paths are kept out of the manifest so a `Store` can copy the bytes.
+entries without a ref; their source paths are kept out of the manifest. `draft()` hands all of it, frozen,
+to whoever records the artifact (a `Store` copies the local files' bytes from their sources).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -16,13 +18,15 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import IO, Any
 
-from .errors import AccessDenied, BackendError, InvalidName, ManifestError, NotFound, PathConflict, UnsafePath
+from .backends.file import md5_b64_file
+from .errors import AccessDenied, BackendError, InvalidName, ManifestError, NotFound, UnsafePath
 from .manifest import Manifest, ManifestEntry, manifest_digest
-from .naming import clean_path, parent_folders
+from .naming import PathIndex, clean_path
 from .options import Options
-from .resolvers.file import md5_b64_file
 from .scan import Scanner, ScanRequest
 from .sync import run_sync
 
@@ -35,6 +39,38 @@ def validate_name(value: str, what: str = "artifact name") -> str:
     if not isinstance(value, str) or NAME_RE.fullmatch(value) is None:
         raise InvalidName(f"invalid {what} {value!r}: use 1-128 ASCII letters, digits, '-', '_' or '.'")
     return value
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """Where the bytes of a local-file entry are (`source`, an absolute path) and the base64 MD5 `digest`
+    they had when added; whoever copies them must check the copy against that digest."""
+
+    source: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class ArtifactDraft:
+    """A frozen snapshot of an `Artifact`, what a store records: later changes to the artifact do not
+    reach it. `entries` are in the order they were added; `local_files` maps the path of each entry
+    without a ref to its `LocalFile`. `metadata` is a deep copy (read-only at the top level)."""
+
+    name: str
+    type: str
+    description: str | None
+    metadata: Mapping[str, Any]
+    entries: tuple[ManifestEntry, ...]
+    local_files: Mapping[str, LocalFile] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def manifest(self) -> Manifest:
+        return Manifest(self.entries)
+
+    @property
+    def digest(self) -> str:
+        """The W&B manifest digest of `entries`."""
+        return manifest_digest(self.entries)
 
 
 class Artifact:
@@ -56,10 +92,11 @@ class Artifact:
         self.metadata: dict[str, Any] = dict(metadata or {})
         json.dumps(self.metadata)  # fail now, not at log time, on values JSON cannot hold
         self.options = options
-        self._entries: dict[str, ManifestEntry] = {}
-        self._folders: set[str] = set()
-        # entry path → absolute local file holding its bytes (add_file / add_dir / new_file entries only)
-        self._local_files: dict[str, str] = {}
+        self._entries: PathIndex[ManifestEntry] = PathIndex(
+            where=f"in artifact {self.name!r}", hint="; pass a different name="
+        )
+        # entry path → the local file holding its bytes (add_file / add_dir / new_file entries only)
+        self._local_files: dict[str, LocalFile] = {}
         self._staging: str | None = None
 
     def __repr__(self) -> str:
@@ -72,15 +109,27 @@ class Artifact:
 
     @property
     def digest(self) -> str:
-        """The W&B manifest digest of the current entries (SPEC §6)."""
+        """The W&B manifest digest of the current entries."""
         return manifest_digest(self._entries.values())
+
+    def draft(self) -> ArtifactDraft:
+        """A frozen snapshot of the artifact as it is now, for a store to record."""
+        return ArtifactDraft(
+            name=self.name,
+            type=self.type,
+            description=self.description,
+            metadata=MappingProxyType(copy.deepcopy(self.metadata)),
+            entries=tuple(self._entries.values()),
+            local_files=MappingProxyType(dict(self._local_files)),
+        )
 
     # -- references -------------------------------------------------------------------------------
 
     async def aadd_reference(
         self, uri: str, name: str | None = None, checksum: bool = True, max_objects: int | None = None
     ) -> list[ManifestEntry]:
-        """Scan `uri` (SPEC §3–§5) and add its entries, all or none; returns the entries scanned."""
+        """Scan `uri` (an object, or every object under a folder) and add its entries, all or none;
+        returns the entries scanned."""
         async with Scanner(self.options) as scanner:
             entries = await scanner.scan(uri, name=name, checksum=checksum, max_objects=max_objects)
         self._merge(entries, {})
@@ -187,30 +236,9 @@ class Artifact:
     # -- the all-or-nothing commit ----------------------------------------------------------------
 
     def _merge(self, entries: Iterable[ManifestEntry], sources: Mapping[str, str]) -> None:
-        """Add `entries` (and the local `sources` of some of them) or nothing.
-
-        An entry equal in digest to one already at its path is a no-op; a different digest, or a path
-        that is both a file and a folder (`obj` beside `obj/inner.txt`), raises `PathConflict`.
-        """
-        staged: dict[str, ManifestEntry] = {}
-        for entry in entries:
-            prior = staged.get(entry.path) or self._entries.get(entry.path)
-            if prior is None:
-                staged[entry.path] = entry
-            elif prior.digest != entry.digest:
-                raise PathConflict(
-                    f"path {entry.path!r} is already in artifact {self.name!r} with digest {prior.digest!r} "
-                    f"(new digest {entry.digest!r}); pass a different name="
-                )
-        new_folders: set[str] = set()
-        for path in staged:
-            for folder in parent_folders(path):
-                if folder in self._entries or folder in staged:
-                    raise PathConflict(f"path {folder!r} would be both a file and a folder (holding {path!r})")
-                new_folders.add(folder)
-        for path in staged:
-            if path in self._folders or path in new_folders:
-                raise PathConflict(f"path {path!r} would be both a file and a folder")
-        self._entries.update(staged)
-        self._folders |= new_folders
-        self._local_files.update((p, s) for p, s in sources.items() if p in staged)
+        """Add `entries` (and the local `sources` of some of them) or nothing, under the path-clash rule of
+        `naming.check_clashes`: an entry equal in digest to one already at its path is a no-op; a different
+        digest, or a path that is both a file and a folder (`obj` beside `obj/inner.txt`), raises
+        `PathConflict`."""
+        added = self._entries.add(entries)
+        self._local_files.update((e.path, LocalFile(sources[e.path], e.digest)) for e in added if e.path in sources)

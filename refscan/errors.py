@@ -65,3 +65,15 @@ class DownloadError(RefscanError):
     def __init__(self, message: str, failures: dict[str, RefscanError]) -> None:
         super().__init__(message)
         self.failures = failures
+
+
+class TypeConflict(RefscanError, ValueError):
+    """An artifact name logged with a type other than the one it was first logged with."""
+
+
+class SealedGroup(RefscanError, ValueError):
+    """An upsert into a parallel-writer group that `finish` has already sealed."""
+
+
+class SourceChanged(RefscanError, ValueError):
+    """A local file added to an artifact changed or vanished before the artifact was logged; re-add it."""

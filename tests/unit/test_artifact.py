@@ -1,10 +1,11 @@
-"""`Artifact`: the W&B naming tables for local files and file:// references, name rules, path conflicts and
-all-or-nothing adds (SPEC §4, §9)."""
+"""`Artifact`: the W&B naming tables for local files and file:// references, name rules, path conflicts,
+all-or-nothing adds, and the frozen draft a store records."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import gc
 import hashlib
 import os
@@ -22,6 +23,7 @@ from refscan import (
     TooManyObjects,
     UnsafePath,
 )
+from refscan.artifact import ArtifactDraft, LocalFile
 
 
 def b64md5(data: bytes) -> str:
@@ -50,8 +52,8 @@ def paths(art: Artifact) -> list[str]:
     return list(art.manifest.entries)
 
 
-def snapshot(art: Artifact) -> tuple[dict[str, object], str, dict[str, str]]:
-    return art.manifest.to_dict(), art.digest, dict(art._local_files)
+def snapshot(art: Artifact) -> tuple[dict[str, object], str, dict[str, LocalFile]]:
+    return art.manifest.to_dict(), art.digest, dict(art.draft().local_files)
 
 
 # -- the naming tables of the W&B "construct an artifact" page ---------------------------------------
@@ -128,7 +130,7 @@ def test_reference_entries_keep_their_ref(root: Path) -> None:
     [entry] = art.add_reference(str(root / "hello.txt"))
     assert entry.ref == f"file://{root}/hello.txt"
     assert entry.digest == b64md5(b"hello")
-    assert art._local_files == {}
+    assert art.draft().local_files == {}
 
 
 def test_add_dir_recurses(root: Path) -> None:
@@ -137,7 +139,9 @@ def test_add_dir_recurses(root: Path) -> None:
     art = Artifact("a", "dataset")
     added = art.add_dir(root / "images", name="pics")
     assert [e.path for e in added] == ["pics/cat.png", "pics/dog.png", "pics/sub/deep.png"]
-    assert art._local_files["pics/sub/deep.png"] == str(root / "images" / "sub" / "deep.png")
+    assert art.draft().local_files["pics/sub/deep.png"] == LocalFile(
+        str(root / "images" / "sub" / "deep.png"), b64md5(b"deep")
+    )
 
 
 def test_add_missing_local_paths(root: Path) -> None:
@@ -193,8 +197,12 @@ def test_same_path_same_digest_is_a_no_op_and_different_digest_conflicts(root: P
     art.add_reference(f"file://{root}/model.h5")  # same bytes, same path: no-op
     assert paths(art) == ["model.h5"]
     before = snapshot(art)
-    with pytest.raises(PathConflict, match=r"'model\.h5'"):
+    with pytest.raises(PathConflict, match=r"'model\.h5'") as info:
         art.add_file("checkpoints/model.h5")
+    assert str(info.value) == (
+        f"path 'model.h5' is already in artifact 'a' with digest {b64md5(b'model')!r} "
+        f"(new digest {b64md5(b'ckpt')!r}); pass a different name="
+    )
     assert snapshot(art) == before
 
 
@@ -204,14 +212,16 @@ def test_file_and_folder_cannot_share_a_path(root: Path) -> None:
     (root / "tree" / "obj" / "inner.txt").write_bytes(b"inner")
     art = Artifact("a", "dataset")
     art.add_file("obj")
-    with pytest.raises(PathConflict, match="'obj'"):
+    with pytest.raises(PathConflict, match="'obj'") as info:
         art.add_dir("tree")
+    assert str(info.value) == "path 'obj' would be both a file and a folder (holding 'obj/inner.txt')"
     assert paths(art) == ["obj"]
 
     other = Artifact("b", "dataset")
     other.add_dir("tree")
-    with pytest.raises(PathConflict, match="'obj'"):
+    with pytest.raises(PathConflict, match="'obj'") as info:
         other.add_file("obj")
+    assert str(info.value) == "path 'obj' would be both a file and a folder"
     assert paths(other) == ["obj/inner.txt"]
 
 
@@ -277,7 +287,7 @@ def test_new_file_is_added_only_when_the_block_succeeds(root: Path) -> None:
     with art.new_file("notes/ok.txt", encoding="utf-8") as f:
         f.write("ünï")
     assert art.manifest.entries["notes/ok.txt"].digest == b64md5("ünï".encode())
-    staged = art._local_files["notes/ok.txt"]
+    staged = art.draft().local_files["notes/ok.txt"].source
     assert Path(staged).read_text(encoding="utf-8") == "ünï"
     with pytest.raises(PathConflict), art.new_file("notes/ok.txt") as f:
         f.write("different")
@@ -319,3 +329,34 @@ async def test_aadd_reference(root: Path) -> None:
     results = await art.aadd_references([f"file://{root}/hello.txt", f"file://{root}/model.h5"])
     assert [e.path for r in results for e in r] == ["hello.txt", "model.h5"]
     assert len(art.manifest) == 4
+
+
+# -- the draft ----------------------------------------------------------------------------------------
+
+
+def test_draft_is_a_frozen_snapshot(root: Path) -> None:
+    art = Artifact("a", "dataset", description="pets", metadata={"rows": [1, 2]})
+    art.add_dir("images")
+    art.add_reference(f"file://{root}/hello.txt", name="greeting")
+    draft = art.draft()
+    assert isinstance(draft, ArtifactDraft)
+    assert (draft.name, draft.type, draft.description) == ("a", "dataset", "pets")
+    assert draft.metadata == {"rows": [1, 2]}
+    assert [e.path for e in draft.entries] == ["cat.png", "dog.png", "greeting"]  # in the order added
+    assert draft.digest == art.digest
+    assert draft.manifest == art.manifest
+    assert dict(draft.local_files) == {
+        "cat.png": LocalFile(str(root / "images" / "cat.png"), b64md5(b"cat")),
+        "dog.png": LocalFile(str(root / "images" / "dog.png"), b64md5(b"dog")),
+    }
+
+    art.add_file("model.h5")
+    art.metadata["rows"].append(3)
+    art.description = "changed"
+    assert len(draft.entries) == 3
+    assert "model.h5" not in draft.local_files
+    assert (draft.description, draft.metadata["rows"]) == ("pets", [1, 2])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        draft.name = "b"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        draft.local_files["x"] = LocalFile("/x", "d")  # type: ignore[index]

@@ -1,9 +1,10 @@
 """`Store`: versions, de-duplication, aliases, types, files with direct URLs, lineage, self-contained local
-files, and parallel writers across processes on a real SQLite file (SPEC §9)."""
+files, and parallel writers across processes on a real SQLite file."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import multiprocessing
 import sqlite3
@@ -15,6 +16,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 import refscan
+import refscan.errors
+import refscan.store
 from refscan import (
     Artifact,
     InvalidName,
@@ -354,12 +357,15 @@ def test_upsert_conflicts_types_and_dedup(store: Store) -> None:
 
     store.upsert(art(("a/x", "1"), ("b", "2")), group="one")
     store.upsert(art(("a/x", "1")), group="one")  # same entry again: no-op
-    with pytest.raises(PathConflict, match="'b'"):
+    with pytest.raises(PathConflict, match="'b'") as info:
         store.upsert(art(("c", "3"), ("b", "other")), group="one")
-    with pytest.raises(PathConflict, match="'a'"):
+    assert str(info.value) == "path 'b' is already pending with digest '2' (new digest 'other')"
+    with pytest.raises(PathConflict, match="'a'") as info:
         store.upsert(art(("a", "4")), group="one")
-    with pytest.raises(PathConflict, match="'b'"):
+    assert str(info.value) == "path 'a' would be both a file and a folder"
+    with pytest.raises(PathConflict, match="'b'") as info:
         store.upsert(art(("b/inner", "5")), group="one")
+    assert str(info.value) == "path 'b' would be both a file and a folder (holding 'b/inner')"
     with pytest.raises(TypeConflict):
         store.upsert(art(("d", "6"), type_="model"), group="one")
     with pytest.raises(NotFound):
@@ -388,3 +394,28 @@ def test_download_restores_stored_local_files(tmp_path: Path) -> None:
         refscan.download(manifest, tmp_path / "nostore")
     [written] = refscan.download(manifest, tmp_path / "out", store=store)
     assert written.read_bytes() == b"kept in the store"
+
+
+# -- the store's interfaces ---------------------------------------------------------------------------
+
+
+def test_the_store_records_the_artifacts_draft(store: Store) -> None:
+    class Drafted(Artifact):
+        def draft(self) -> refscan.artifact.ArtifactDraft:
+            return dataclasses.replace(super().draft(), description="from the draft")
+
+    art = Drafted("d", "dataset", description="from the artifact")
+    art.add_entries([ManifestEntry(path="x", digest="1", ref="s3://b/x")])
+    assert store.get(store.log(art)).description == "from the draft"
+    store.upsert(art, group="g")
+    assert store.get(store.finish("d", group="g")).description == "from the draft"
+
+
+def test_store_errors_live_in_refscan_errors() -> None:
+    for name in ("TypeConflict", "SealedGroup", "SourceChanged"):
+        cls = getattr(refscan.errors, name)
+        assert getattr(refscan, name) is cls
+        assert getattr(refscan.store, name) is cls
+        assert issubclass(cls, refscan.RefscanError)
+        assert issubclass(cls, ValueError)
+    assert set(refscan.store.__all__) >= {"Store", "ArtifactVersion", "FileRow", "LineageRow", "LATEST"}
