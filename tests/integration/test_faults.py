@@ -38,7 +38,7 @@ from botocore.retries.standard import ExponentialBackoff
 
 import refscan
 from refscan import BackendError, GCSOptions, HTTPOptions, Manifest, ManifestEntry, Options, RefscanError, S3Options
-from refscan.resolvers.gcs import GCSResolver
+from refscan.backends.gcs import GCSBackend
 from refscan.scan import Scanner
 from tests.faults import FaultPlan, FaultProxy, ProxyStats, is_listing
 from tests.servers import GCSServer, NginxServer, S3Server, unique_name
@@ -155,8 +155,8 @@ def fast_botocore_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def small_gcs_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     """Many listing requests (pages of 20), and GCS retry waits of ~10 ms so 20 runs stay quick."""
-    monkeypatch.setattr(GCSResolver, "page_size", GCS_PAGE)
-    monkeypatch.setattr(GCSResolver, "backoff_base", 0.01)
+    monkeypatch.setattr(GCSBackend, "page_size", GCS_PAGE)
+    monkeypatch.setattr(GCSBackend, "retry_backoff", 0.01)
 
 
 def s3_options(proxy: FaultProxy, **kwargs: Any) -> Options:

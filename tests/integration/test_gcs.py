@@ -2,7 +2,7 @@
 answer like GCS but misbehave on purpose (composite objects without MD5, 403/401, 503, broken JSON).
 
 Emulator differences that shape these tests (see TEST-SERVERS.md): it never paginates by itself (small pages
-are forced with `GCSResolver.page_size`), its ETag equals md5Hash, and composite objects get an MD5.
+are forced with `GCSBackend.page_size`), its ETag equals md5Hash, and composite objects get an MD5.
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ from aiohttp import web
 
 import refscan
 from refscan import AccessDenied, BackendError, GCSOptions, NotFound, Options, Scanner, TooManyObjects
-from refscan.resolvers.gcs import GCSResolver, _Range
+from refscan.backends.gcs import GCSBackend
+from refscan.backends.gcs.client import GCSClient
+from refscan.backends.gcs.listing import Page, _Range
+from refscan.options import RetryPolicy
 from refscan.uri import RefURI
 from tests.servers.gcs import GCSServer
 
@@ -27,7 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("gcs_env")]
 
 
 def extra_of(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """The `extra` refscan must record for an objects resource (SPEC §4 gs row)."""
+    """The `extra` refscan must record for an objects resource (docs/behaviour.md, the gs row of the fields)."""
     out: dict[str, Any] = {"versionID": int(meta["generation"])}
     if "md5Hash" in meta:
         out["md5"] = meta["md5Hash"]
@@ -42,33 +45,31 @@ def entries(uri: str, **kwargs: Any) -> dict[str, refscan.ManifestEntry]:
 
 
 class PageSpy:
-    """Wraps `GCSResolver._list_page` to count objects.list pages and the objects they returned."""
+    """Wraps `GCSClient.page` to count objects.list pages and the objects they returned."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, *, page_size: int | None = None, fanout: int | None = None):
         self.pages: list[tuple[str | None, str | None, int]] = []
-        original = GCSResolver._list_page
+        original = GCSClient.page
         spy = self
 
-        async def wrapper(
-            self: GCSResolver, bucket: str, prefix: str, rng: _Range, max_results: int
-        ) -> tuple[list[Mapping[str, Any]], str | None]:
+        async def wrapper(self: GCSClient, bucket: str, prefix: str, rng: _Range, max_results: int) -> Page:
             items, token = await original(self, bucket, prefix, rng, max_results)
             listed = [i for i in items if i["name"] != rng.skip and not (i["name"].endswith("/") and i["size"] == "0")]
             spy.pages.append((rng.start, rng.end, len(listed)))
             return items, token
 
-        monkeypatch.setattr(GCSResolver, "_list_page", wrapper)
+        monkeypatch.setattr(GCSClient, "page", wrapper)
         if page_size is not None:
-            monkeypatch.setattr(GCSResolver, "page_size", page_size)
+            monkeypatch.setattr(GCSBackend, "page_size", page_size)
         if fanout is not None:
-            monkeypatch.setattr(GCSResolver, "list_fanout", fanout)
+            monkeypatch.setattr(GCSBackend, "list_fanout", fanout)
 
     @property
     def listed(self) -> int:
         return sum(n for _, _, n in self.pages)
 
 
-# -- SPEC §3/§4 rows --------------------------------------------------------------------------------------------
+# -- entry fields (docs/behaviour.md) --------------------------------------------------------------------------------
 
 
 def test_single_object_fields(gcs_server: GCSServer, gcs_bucket: str) -> None:
@@ -129,7 +130,7 @@ def test_checksum_false_makes_no_request(monkeypatch: pytest.MonkeyPatch) -> Non
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("checksum=False must not touch the network")
 
-    monkeypatch.setattr(GCSResolver, "open", boom)
+    monkeypatch.setattr(GCSBackend, "open", boom)
     for uri, path in [
         ("gs://no-such-bucket-x/dir/model.h5", "model.h5"),
         ("gs://no-such-bucket-x/dir/model.h5#1712", "model.h5"),
@@ -192,7 +193,7 @@ async def test_read_streams_pinned_generation(gcs_server: GCSServer, gcs_version
     big = bytes(range(256)) * 9000  # > 2 chunks
     old = gcs_server.upload(b, "blob.bin", big)
     gcs_server.upload(b, "blob.bin", b"new")
-    async with GCSResolver(Options(), anyio.CapacityLimiter(4)) as r:
+    async with GCSBackend(Options(), anyio.CapacityLimiter(4)) as r:
         chunks = [c async for c in r.read(RefURI.parse(f"gs://{b}/blob.bin#{old['generation']}"))]
         assert b"".join(chunks) == big
         assert b"".join([c async for c in r.read(RefURI.parse(f"gs://{b}/blob.bin"))]) == b"new"
@@ -309,7 +310,7 @@ def test_max_objects(monkeypatch: pytest.MonkeyPatch, big_bucket: tuple[str, set
 
 
 @pytest.mark.anyio
-async def test_scanner_reuses_one_resolver(gcs_server: GCSServer, gcs_bucket: str) -> None:
+async def test_scanner_reuses_one_backend(gcs_server: GCSServer, gcs_bucket: str) -> None:
     b = gcs_bucket
     for i in range(5):
         gcs_server.upload(b, f"many/{i}.txt", b"x" * i)
@@ -317,7 +318,7 @@ async def test_scanner_reuses_one_resolver(gcs_server: GCSServer, gcs_bucket: st
         results = await s.scan_many([f"gs://{b}/many/{i}.txt" for i in range(5)] + [f"gs://{b}/many"])
         assert [r[0].size for r in results[:5]] == [0, 1, 2, 3, 4]
         assert len(results[5]) == 5
-        assert len(s._resolvers) == 1
+        assert len(s.session._open) == 1
 
 
 # -- gcsfs integration ------------------------------------------------------------------------------------------
@@ -336,10 +337,10 @@ def test_hns_setting_never_stalls(gcs_server: GCSServer, gcs_bucket: str, monkey
 
 @pytest.mark.anyio
 async def test_uses_plain_json_filesystem_and_closes_session() -> None:
-    r = GCSResolver(Options(), anyio.CapacityLimiter(2))
+    r = GCSBackend(Options(), anyio.CapacityLimiter(2))
     async with r:
-        assert type(r._fs) is gcsfs.core.GCSFileSystem
-        session = r._session
+        assert type(r.client._fs) is gcsfs.core.GCSFileSystem
+        session = r.client._session
         assert session is not None
     assert session.closed
 
@@ -369,13 +370,12 @@ def fake_gcs(handler: Callable[[web.Request], Any]) -> web.Application:
     return app
 
 
-def app_options(url: str, **kwargs: Any) -> Options:
-    return Options(gcs=GCSOptions(endpoint_url=url, token="anon", **kwargs))
+#: retry waits of ~10 ms (the default policy otherwise: 6 attempts)
+FAST = RetryPolicy(backoff=0.01)
 
 
-@pytest.fixture
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(GCSResolver, "backoff_base", 0.01)
+def app_options(url: str, *, retry: RetryPolicy | None = None, **kwargs: Any) -> Options:
+    return Options(retry=retry or RetryPolicy(), gcs=GCSOptions(endpoint_url=url, token="anon", **kwargs))
 
 
 COMPOSITE = {
@@ -442,7 +442,6 @@ def test_requester_pays_sends_user_project(serve_app: Callable[[web.Application]
     assert seen[-1]["userProject"] == "billing-proj"
 
 
-@pytest.mark.usefixtures("fast_backoff")
 def test_retries_then_gives_up(serve_app: Callable[[web.Application], str]) -> None:
     calls = {"flaky": 0, "down": 0}
 
@@ -456,27 +455,26 @@ def test_retries_then_gives_up(serve_app: Callable[[web.Application], str]) -> N
         return web.Response(status=503, text="unavailable")
 
     url = serve_app(fake_gcs(handler))
-    [e] = refscan.scan("gs://bk/flaky.bin", options=app_options(url))
+    [e] = refscan.scan("gs://bk/flaky.bin", options=app_options(url, retry=FAST))
     assert e.size == 11
     assert calls["flaky"] == 3
     with pytest.raises(BackendError, match="HTTP 503"):
-        refscan.scan("gs://bk/down.bin", options=app_options(url, max_attempts=3))
+        refscan.scan("gs://bk/down.bin", options=app_options(url, retry=FAST, max_attempts=3))
     assert calls["down"] == 3
 
 
-@pytest.mark.usefixtures("fast_backoff")
 def test_unreachable_and_garbage(serve_app: Callable[[web.Application], str]) -> None:
     from tests.servers.util import free_port
 
     with pytest.raises(BackendError, match="cannot connect"):
-        refscan.scan("gs://bk/x", options=app_options(f"http://127.0.0.1:{free_port()}", max_attempts=2))
+        refscan.scan("gs://bk/x", options=app_options(f"http://127.0.0.1:{free_port()}", retry=FAST, max_attempts=2))
 
     async def handler(request: web.Request) -> web.Response:
         return web.Response(text="<html>not json</html>", content_type="text/html")
 
     url = serve_app(fake_gcs(handler))
     with pytest.raises(BackendError, match="not JSON"):
-        refscan.scan("gs://bk/x", options=app_options(url))
+        refscan.scan("gs://bk/x", options=app_options(url, retry=FAST))
 
 
 def test_secret_token_never_in_errors(
@@ -500,7 +498,6 @@ def test_secret_token_never_in_errors(
 
 
 @pytest.mark.anyio
-@pytest.mark.usefixtures("fast_backoff")
 async def test_read_resumes_at_the_same_generation(serve_app: Callable[[web.Application], str]) -> None:
     body = bytes(range(256)) * 4096  # 1 MiB
     requests: list[tuple[str | None, str | None]] = []
@@ -523,7 +520,7 @@ async def test_read_resumes_at_the_same_generation(serve_app: Callable[[web.Appl
         )
 
     url = serve_app(fake_gcs(handler))
-    async with GCSResolver(app_options(url), anyio.CapacityLimiter(2)) as r:
+    async with GCSBackend(app_options(url, retry=FAST), anyio.CapacityLimiter(2)) as r:
         data = b"".join([c async for c in r.read(RefURI.parse("gs://bk/big.bin"))])
     assert data == body
     assert requests[0] == (None, None)

@@ -1,49 +1,49 @@
-"""GCS resolver logic without a server: listing fan-out (completeness, budget), split points, entry fields,
-error mapping. `_list_page` is replaced by an in-memory objects.list that honours prefix, startOffset,
-endOffset, maxResults and pageToken like GCS does."""
+"""GCS backend logic without a server: listing fan-out (completeness, budget), split points, the codec and
+fingerprints, error mapping. The listing loop is fed by an in-memory objects.list (a `PageSource`) that
+honours prefix, startOffset, endOffset, maxResults and pageToken like GCS does."""
 
 from __future__ import annotations
 
 import bisect
+import json
 import random
+import re
 import string
 from collections.abc import Mapping, Sequence
+from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 import anyio
 import anyio.lowlevel
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from yarl import URL
 
+from refscan.backends.gcs import GCSBackend
+from refscan.backends.gcs.backend import _object_meta
+from refscan.backends.gcs.client import GCSClient, _Failure, _failure_from_body, _translate
+from refscan.backends.gcs.listing import Page, _Range, list_items, split_points
 from refscan.errors import AccessDenied, BackendError, NotFound
-from refscan.options import Options
-from refscan.resolvers.gcs import (
-    GCSResolver,
-    _Failure,
-    _failure_from_body,
-    _object_info,
-    _Range,
-    _translate,
-    split_points,
-)
+from refscan.fingerprint import Match, compare
+from refscan.meta import ObjectMeta
+from refscan.options import GCSOptions, Options, RetryPolicy
 from refscan.uri import RefURI
 
 
-class MemoryGCS(GCSResolver):
-    """A GCSResolver whose objects.list is served from a sorted in-memory list of (name, size)."""
+class MemoryGCS:
+    """An objects.list served from a sorted in-memory list of (name, size), with the listing's knobs."""
 
     def __init__(self, objects: Mapping[str, int], *, page_size: int = 1000, fanout: int = 16) -> None:
-        super().__init__(Options(), anyio.CapacityLimiter(64))
         self.objects = sorted(objects.items())
         self.names = [n for n, _ in self.objects]
         self.page_size = page_size
-        self.list_fanout = fanout
+        self.fanout = fanout
         self.calls: list[dict[str, Any]] = []
+        self.anonymous = False  # what GCSBackend asks of its client when mapping errors
 
-    async def _list_page(
-        self, bucket: str, prefix: str, rng: _Range, max_results: int
-    ) -> tuple[list[Mapping[str, Any]], str | None]:
+    async def page(self, bucket: str, prefix: str, rng: _Range, max_results: int) -> Page:
         assert 1 <= max_results <= self.page_size + 1
         call: dict[str, Any] = {"start": rng.start, "end": rng.end, "token": rng.token, "max": max_results}
         self.calls.append(call)
@@ -71,10 +71,11 @@ class MemoryGCS(GCSResolver):
 
 
 async def collect(r: MemoryGCS, uri: str, limit: int) -> list[str]:
+    folder = RefURI.parse(uri)
     out: list[str] = []
-    async for batch in r.list(RefURI.parse(uri), limit):
+    async for batch in list_items(r, folder.bucket, folder.key, limit, page_size=r.page_size, fanout=r.fanout):
         assert batch, "empty batches are not yielded"
-        out.extend(i.key for i in batch)
+        out.extend(item["name"] for item in batch)
     return out
 
 
@@ -83,7 +84,7 @@ def expected(objects: Mapping[str, int], prefix: str) -> list[str]:
 
 
 def listed(r: MemoryGCS) -> int:
-    """Distinct objects the server listed (SPEC §5: at most max_objects + 1, i.e. `limit`)."""
+    """Distinct objects the server listed (refscan asks for at most max_objects + 1, i.e. `limit`)."""
     return sum(c["listed"] for c in r.calls)
 
 
@@ -193,29 +194,120 @@ def test_split_points_follow_counting_names() -> None:
     assert all("img/002000.jpg" <= p < "img/010000.jpg" for p in points), points
 
 
-def test_object_info_fields() -> None:
-    info = _object_info(
-        {
-            "name": "a b/c#1?.txt",
-            "size": "12",
-            "etag": "CJ/etag=",
-            "generation": "1712345678901234",
-            "metageneration": "3",
-            "md5Hash": "md5==",
-            "crc32c": "crc==",
-        }
-    )
-    assert info.key == "a b/c#1?.txt"
-    assert info.digest == "CJ/etag="
-    assert info.size == 12
-    assert info.version == "1712345678901234"
-    assert dict(info.extra) == {"versionID": 1712345678901234, "md5": "md5==", "crc32c": "crc==", "metageneration": 3}
+# -- objects resources and the codec ----------------------------------------------------------------------------
+
+FULL = {
+    "name": "a b/c#1?.txt",
+    "size": "12",
+    "etag": "CJ/etag=",
+    "generation": "1712345678901234",
+    "metageneration": "3",
+    "md5Hash": "md5==",
+    "crc32c": "crc==",
+}
+
+
+def test_object_meta_fields() -> None:
+    meta = _object_meta(FULL)
+    assert meta.key == "a b/c#1?.txt"
+    assert meta.etag == "CJ/etag="
+    assert meta.size == 12
+    assert meta.version == "1712345678901234"
+    assert meta.modified is None
+    assert list(meta.hashes.items()) == [("md5", "md5=="), ("crc32c", "crc==")]
+    assert dict(meta.attrs) == {"metageneration": 3}
+    digest, extra = GCSBackend.encode(meta)
+    assert digest == "CJ/etag="
+    assert extra == {"versionID": 1712345678901234, "md5": "md5==", "crc32c": "crc==", "metageneration": 3}
+    assert list(extra) == ["versionID", "md5", "crc32c", "metageneration"]
 
 
 def test_composite_object_without_md5() -> None:
-    info = _object_info({"name": "c", "size": "5", "etag": "CKih", "generation": "2", "crc32c": "AAAAAA=="})
-    assert dict(info.extra) == {"versionID": 2, "crc32c": "AAAAAA=="}
-    assert info.digest == "CKih"
+    meta = _object_meta({"name": "c", "size": "5", "etag": "CKih", "generation": "2", "crc32c": "AAAAAA=="})
+    assert GCSBackend.encode(meta) == ("CKih", {"versionID": 2, "crc32c": "AAAAAA=="})
+
+
+def test_digest_falls_back_without_etag() -> None:
+    assert GCSBackend.encode(_object_meta({"name": "a", "md5Hash": "m=="})) == ("m==", {"md5": "m=="})
+    assert GCSBackend.encode(_object_meta({"name": "a", "crc32c": "c=="})) == ("c==", {"crc32c": "c=="})
+
+
+def test_decode_inverts_encode() -> None:
+    for item in (FULL, {"name": "c", "size": "5", "etag": "CKih", "generation": "2", "crc32c": "AAAAAA=="}):
+        meta = _object_meta(item)
+        digest, extra = GCSBackend.encode(meta)
+        assert GCSBackend.decode(meta.key, digest, meta.size, extra) == meta
+    wandb_extra = {"etag": "CJ/etag=", "versionID": 1712345678901234}
+    assert GCSBackend.encode(GCSBackend.decode("k", "CJ/etag=", 12, wandb_extra)) == ("CJ/etag=", wandb_extra)
+
+
+def test_wandb_entry_verifies_while_its_generation_exists() -> None:
+    """W&B records digest = ETag and extra = {etag, versionID}: no md5/crc32c to share with a fresh lookup,
+    so the generation decides, then the ETag."""
+    recorded = GCSBackend.decode("c#1?.txt", "CJ/etag=", 12, {"etag": "CJ/etag=", "versionID": 1712345678901234})
+    assert (recorded.etag, recorded.version, dict(recorded.hashes)) == ("CJ/etag=", "1712345678901234", {})
+    expected = GCSBackend.fingerprint(recorded)
+    assert expected.provable
+
+    fresh = _object_meta(FULL)
+    assert compare(expected, GCSBackend.fingerprint(fresh)) is Match.SAME
+    # a metadata update: new metageneration and ETag, same generation
+    touched = ObjectMeta(**{**_meta_fields(fresh), "etag": "CJ/other=", "attrs": {"metageneration": 4}})
+    assert compare(expected, GCSBackend.fingerprint(touched)) is Match.SAME
+    # overwritten: another generation and ETag
+    rewritten = ObjectMeta(**{**_meta_fields(fresh), "etag": "CK/new=", "version": "1712345678909999"})
+    assert compare(expected, GCSBackend.fingerprint(rewritten)) is Match.DIFFERENT
+    resized = ObjectMeta(**{**_meta_fields(fresh), "size": 13})
+    assert compare(expected, GCSBackend.fingerprint(resized)) is Match.DIFFERENT
+
+
+def test_content_hashes_decide_before_generation_and_etag() -> None:
+    digest, extra = GCSBackend.encode(_object_meta(FULL))
+    expected = GCSBackend.fingerprint(GCSBackend.decode("k", digest, 12, extra))
+    assert [kind for kind, _ in expected.hashes] == ["md5", "crc32c", "version", "etag"]
+    same_bytes_new_metadata = _object_meta({**FULL, "etag": "CJ/x=", "metageneration": "9"})
+    assert compare(expected, GCSBackend.fingerprint(same_bytes_new_metadata)) is Match.SAME
+    other_bytes_same_generation = _object_meta({**FULL, "md5Hash": "other=="})
+    assert compare(expected, GCSBackend.fingerprint(other_bytes_same_generation)) is Match.DIFFERENT
+
+
+def _meta_fields(meta: ObjectMeta) -> dict[str, Any]:
+    return {f: getattr(meta, f) for f in ObjectMeta.__dataclass_fields__}
+
+
+def test_decode_tolerates_odd_extra() -> None:
+    meta = GCSBackend.decode("k", "d", None, {"versionID": "42", "metageneration": 2, "md5": "", "custom": [1]})
+    assert (meta.etag, meta.version, dict(meta.hashes), dict(meta.attrs)) == (
+        "d",
+        "42",
+        {},
+        {"custom": [1], "metageneration": 2},
+    )
+    assert GCSBackend.decode("k", "d", 1, {"versionID": "G1"}).version is None
+    assert GCSBackend.decode("k", "d", 1, {"versionID": True}).version is None
+
+
+def test_uris() -> None:
+    for text in ("gs://b/dir/f.txt#17", "gs://b/dir/f.txt?generation=17", "GS://b/dir/f.txt#17"):
+        uri = RefURI.parse(text)
+        assert (uri.bucket, uri.key, uri.version) == ("b", "dir/f.txt", "17")
+        assert str(uri) == "gs://b/dir/f.txt#17"
+        assert uri.object_ref() == "gs://b/dir/f.txt"
+    assert GCSBackend.pin(RefURI.parse("gs://b/k"), "5") == RefURI.parse("gs://b/k#5")
+    assert GCSBackend.file_name(RefURI.parse("gs://b/dir/f.txt#17")) == "f.txt"
+    assert GCSBackend.file_name(RefURI.parse("gs://b")) == "b"
+
+
+def test_direct_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    odd = RefURI.parse("gs://b/a b/c#1?.txt#123")
+    assert GCSBackend.direct_url(odd, Options()) == "https://storage.googleapis.com/b/a%20b/c%231%3F.txt?generation=123"
+    assert GCSBackend.direct_url(RefURI.parse("gs://b/x/y"), Options()) == "https://storage.googleapis.com/b/x/y"
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "localhost:4443")
+    assert GCSBackend.direct_url(RefURI.parse("gs://b/x#2"), Options()) == "http://localhost:4443/b/x?generation=2"
+
+
+# -- errors -------------------------------------------------------------------------------------------------------
 
 
 def test_error_mapping() -> None:
@@ -255,9 +347,163 @@ def test_error_mapping() -> None:
 )
 def test_malformed_object_resource(item: Any) -> None:
     with pytest.raises(_Failure):
-        _object_info(item)
+        _object_meta(item)
 
 
-def test_digest_falls_back_without_etag() -> None:
-    assert _object_info({"name": "a", "md5Hash": "m=="}).digest == "m=="
-    assert _object_info({"name": "a", "crc32c": "c=="}).digest == "c=="
+# -- the backend's listing and the one request path ---------------------------------------------------------------
+
+
+class OddPages(MemoryGCS):
+    """A server that repeats its page token, or lists an object without any fingerprint."""
+
+    def __init__(self, *, item: Mapping[str, Any], token: str | None) -> None:
+        super().__init__({})
+        self.item, self.token = item, token
+
+    async def page(self, bucket: str, prefix: str, rng: _Range, max_results: int) -> Page:
+        return [self.item], self.token
+
+
+def backend_on(client: MemoryGCS) -> GCSBackend:
+    backend = GCSBackend(Options(), anyio.CapacityLimiter(4))
+    backend._client = client  # type: ignore[assignment]
+    return backend
+
+
+@pytest.mark.anyio
+async def test_backend_list_yields_object_meta(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(GCSBackend, "page_size", 2)
+    backend = backend_on(MemoryGCS({"d/": 0, "d/a": 1, "d/b/": 0, "d/b/c": 3, "d/zero": 0, "e": 1}, page_size=2))
+    got = [meta async for batch in backend.list(RefURI.parse("gs://b/d/"), 100) for meta in batch]
+    assert [m.key for m in got] == ["d/a", "d/b/c", "d/zero"]
+    assert got[1] == ObjectMeta(key="d/b/c", size=3, etag="e-d/b/c", version="7")
+
+
+@pytest.mark.anyio
+async def test_backend_list_errors() -> None:
+    repeating = backend_on(OddPages(item={"name": "d/x", "etag": "e"}, token="same"))
+    with pytest.raises(BackendError, match=re.escape("gs://b/d/: objects.list returned the same page token twice")):
+        async for _ in repeating.list(RefURI.parse("gs://b/d/"), 100):
+            pass
+    bare = backend_on(OddPages(item={"name": "d/x", "size": "12"}, token=None))
+    with pytest.raises(BackendError, match="no etag, md5Hash or crc32c for 'd/x'"):
+        async for _ in bare.list(RefURI.parse("gs://b/d/"), 100):
+            pass
+
+
+class FakeResponse:
+    def __init__(self, status: int, body: bytes, headers: Mapping[str, str]) -> None:
+        self.status, self.body, self.headers = status, body, dict(headers)
+
+    async def read(self) -> bytes:
+        return self.body
+
+    def release(self) -> None:
+        pass
+
+
+Step = tuple[int, bytes, Mapping[str, str]] | Exception
+OK: Step = (200, json.dumps({"name": "k", "etag": "e"}).encode(), {})
+
+
+class Scripted(GCSClient):
+    """A client whose responses come from `script`; it records token refreshes, sends and waits."""
+
+    def __init__(self, script: Sequence[Step], *, max_attempts: int = 3, signed_in: bool = True) -> None:
+        super().__init__(GCSOptions(), RetryPolicy(max_attempts=max_attempts, backoff=0.01), anyio.CapacityLimiter(1))
+        self.script = list(script)
+        self.refreshes: list[bool] = []
+        self.sent = 0
+        self._fs = SimpleNamespace(credentials=SimpleNamespace(credentials=object() if signed_in else None))
+
+    async def _headers(self, *, force_refresh: bool = False) -> dict[str, str]:
+        assert self.limiter.borrowed_tokens == 0  # never refresh a token while holding the limiter
+        self.refreshes.append(force_refresh)
+        return {}
+
+    async def _open_response(self, url: URL, headers: Mapping[str, str], *, media: bool) -> Any:
+        assert self.limiter.borrowed_tokens == 1
+        self.sent += 1
+        step = self.script.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return FakeResponse(*step)
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, int]]:
+    """The retry waits (seconds, limiter tokens held while waiting), without waiting."""
+    recorded: list[tuple[float, int]] = []
+    limiters: list[anyio.CapacityLimiter] = []
+
+    async def sleep(delay: float) -> None:
+        recorded.append((delay, sum(limiter.borrowed_tokens for limiter in limiters)))
+        await anyio.lowlevel.checkpoint()
+
+    original = Scripted.__init__
+
+    def init(self: Scripted, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        limiters.append(self.limiter)
+
+    monkeypatch.setattr(Scripted, "__init__", init)
+    monkeypatch.setattr(anyio, "sleep", sleep)
+    return recorded
+
+
+ERR_503: Step = (503, b"unavailable", {"Retry-After": "2"})
+ERR_401: Step = (401, b'{"error": {"code": 401, "message": "Invalid Credentials"}}', {})
+
+
+@pytest.mark.anyio
+async def test_expired_token_is_refreshed_once_and_sent_again_at_once(waits: list[tuple[float, int]]) -> None:
+    client = Scripted([ERR_401, OK])
+    assert await client._get(URL("http://gcs/o")) == {"name": "k", "etag": "e"}
+    assert (client.refreshes, client.sent, waits) == ([False, True], 2, [])
+
+    client = Scripted([ERR_401, ERR_401])
+    with pytest.raises(_Failure) as info:
+        await client._get(URL("http://gcs/o"))
+    assert (info.value.status, client.sent, waits) == (401, 2, [])
+
+    anonymous = Scripted([ERR_401], signed_in=False)  # nothing to refresh
+    with pytest.raises(_Failure):
+        await anonymous._get(URL("http://gcs/o"))
+    assert anonymous.sent == 1
+
+
+@pytest.mark.anyio
+async def test_retry_after_is_honoured_outside_the_limiter(waits: list[tuple[float, int]]) -> None:
+    client = Scripted([ERR_503, (429, b"{}", {}), OK])
+    assert await client._get(URL("http://gcs/o")) == {"name": "k", "etag": "e"}
+    assert client.sent == 3
+    assert waits[0] == (2.0, 0)
+    assert 0.0 < waits[1][0] <= 0.02
+    assert waits[1][1] == 0
+
+
+@pytest.mark.anyio
+async def test_gives_up_after_max_attempts(waits: list[tuple[float, int]]) -> None:
+    client = Scripted([ERR_503] * 3)
+    with pytest.raises(_Failure) as info:
+        await client._get(URL("http://gcs/o"))
+    assert (info.value.status, info.value.message) == (503, "unavailable; gave up after 3 attempts")
+    assert "HTTP 503" in str(_translate(info.value, target="gs://b/k", bucket="b", op="get"))
+
+    broken = Scripted([(200, b'{"items": [', {})] * 2, max_attempts=2)
+    with pytest.raises(_Failure) as info:
+        await broken._get(URL("http://gcs/o"))
+    assert info.value.status is None
+    assert info.value.message == "the server answered HTTP 200 with a body that is not JSON; gave up after 2 attempts"
+
+    dropped = Scripted([aiohttp.ServerDisconnectedError(), TimeoutError(), OK])
+    assert await dropped._get(URL("http://gcs/o")) == {"name": "k", "etag": "e"}
+    assert len(waits) == 2 + 1 + 2
+
+
+@pytest.mark.anyio
+async def test_client_errors_are_not_retried(waits: list[tuple[float, int]]) -> None:
+    client = Scripted([(404, b'{"error": {"code": 404, "message": "No such object: b/k"}}', {})])
+    with pytest.raises(_Failure) as info:
+        await client._get(URL("http://gcs/o"))
+    assert (info.value.status, info.value.message, client.sent, waits) == (404, "No such object: b/k", 1, [])
