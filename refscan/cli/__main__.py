@@ -1,0 +1,5 @@
+"""`python -m refscan.cli`: the command line."""
+
+from . import main
+
+main()

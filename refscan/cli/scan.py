@@ -1,0 +1,67 @@
+"""`refscan scan`: references to a manifest (JSON, streamed JSON Lines, or a table)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import click
+
+from ..manifest import Manifest, ManifestEntry
+from ..scan import Scanner, ScanRequest
+from ..sync import run_sync
+from .context import Context
+from .render import entries_table, jsonl_line, open_output, render
+
+
+def scan_into(obj: Context, requests: Sequence[ScanRequest], sink: Callable[[ManifestEntry], object]) -> None:
+    """Scan each request in turn with one scanner, passing entries to `sink` as they arrive (so `jsonl`
+    streams in constant memory), with an "objects scanned" counter on stderr."""
+
+    async def run() -> None:
+        async with Scanner(obj.options) as scanner:
+            with obj.progress("objects scanned") as advance:
+                for r in requests:
+                    async for entry in scanner.iter_scan(
+                        r.uri, name=r.name, checksum=r.checksum, max_objects=r.max_objects
+                    ):
+                        sink(entry)
+                        advance(1)
+
+    run_sync(run)
+
+
+@click.command()
+@click.argument("uris", nargs=-1, required=True)
+@click.option("--name", help="Path (single object) or folder prefix inside the artifact; needs one URI.")
+@click.option("--max-objects", type=click.IntRange(0), help="Folder limit (default 10,000).")
+@click.option("--no-checksum", is_flag=True, help="Record the URI only, without looking it up.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE instead of stdout.")
+@click.option("--format", "fmt", type=click.Choice(["json", "jsonl", "table"]), default="json", show_default=True)
+@click.pass_obj
+def scan(
+    obj: Context,
+    uris: tuple[str, ...],
+    name: str | None,
+    max_objects: int | None,
+    no_checksum: bool,
+    output: str | None,
+    fmt: str,
+) -> None:
+    """Scan references into a manifest.
+
+    Prints a W&B v1 manifest (json), one entry per line as it is found (jsonl), or a table."""
+    if name is not None and len(uris) > 1:
+        raise click.UsageError("--name needs exactly one URI")
+    requests = [ScanRequest(u, name, not no_checksum, max_objects) for u in uris]
+    if fmt == "jsonl":  # streamed: constant memory for millions of entries
+        with open_output(output) as out:
+            scan_into(obj, requests, lambda e: out.write(jsonl_line(e)))
+        return
+    manifest = Manifest()
+    scan_into(obj, requests, manifest.add)
+    if fmt == "json":
+        text = manifest.to_json()
+    else:
+        text = render(entries_table(manifest, f"{len(manifest)} entries, manifest digest {manifest.digest}"))
+    with open_output(output) as out:
+        out.write(text)
