@@ -227,6 +227,67 @@ def test_log_versions_ls_diff_download(
     assert "pets:v9" in one_line_error(missing)
 
 
+def test_log_is_all_or_nothing(env: dict[str, str], tmp_path: Path) -> None:
+    """Every SOURCE is scanned together: one that fails, or two that claim one path with different bytes,
+    log nothing (not even the store is created), and the error is one line."""
+    (tmp_path / "a.txt").write_text("a")
+    (tmp_path / "b.txt").write_text("b")
+    home = Path(env["REFSCAN_HOME"])
+
+    gone = refscan("log", "pets", "--type", "dataset", str(tmp_path / "a.txt"), str(tmp_path / "nope.txt"), env=env)
+    assert (gone.returncode, gone.stdout) == (1, "")
+    assert "nope.txt" in one_line_error(gone)
+
+    clash = ("--named", "x.txt", str(tmp_path / "a.txt"), "--named", "x.txt", str(tmp_path / "b.txt"))
+    conflict = refscan("log", "pets", "--type", "dataset", *clash, env=env)
+    assert (conflict.returncode, conflict.stdout) == (1, "")
+    assert "x.txt" in one_line_error(conflict)
+    assert not home.exists()
+
+    both = (str(tmp_path / "a.txt"), str(tmp_path / "b.txt"))
+    logged = refscan("--progress", "log", "pets", "--type", "dataset", *both, env=env)
+    assert (logged.returncode, logged.stdout) == (0, "pets:v0\n"), logged.stderr
+    assert "scanning 2 sources" in logged.stderr
+    assert refscan("log", "pets", "--type", "dataset", *reversed(both), env=env).stdout == "pets:v0\n"
+    assert refscan("log", "pets", "--type", "dataset", "--no-checksum", *both, env=env).stdout == "pets:v1\n"
+
+
+def test_sources_are_manifest_files_or_store_versions(env: dict[str, str], tmp_path: Path) -> None:
+    """A SOURCE naming an existing file is a manifest file, even when it looks like NAME:VER; otherwise
+    NAME:VER is looked up in the store; anything else is bad usage (exit 2). The library does the same."""
+    from refscan.sources import InvalidSource, open_source
+
+    data = tmp_path / "data.txt"
+    data.write_text("data")
+    assert refscan("log", "pets", "--type", "dataset", str(data), env=env).stdout == "pets:v0\n"
+    manifest = tmp_path / "pets:v7"  # a file whose name looks like a version
+    assert refscan("scan", data.as_uri(), "-o", str(manifest), env=env).returncode == 0
+
+    from_store = refscan("diff", "pets:latest", "pets:v0", env=env)
+    assert (from_store.returncode, from_store.stdout) == (0, "no differences\n"), from_store.stderr
+    in_cwd = subprocess.run(
+        [sys.executable, "-m", "refscan.cli", "diff", "pets:v7", "pets:v0"],
+        cwd=tmp_path,
+        env=env | {"PYTHONPATH": str(Path(__file__).parents[2])},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (in_cwd.returncode, in_cwd.stdout) == (0, "no differences\n"), in_cwd.stderr
+    assert refscan("diff", "pets:v7", "pets:v0", env=env).returncode == 1  # no file here: no such version
+    assert refscan("verify", "pets", env=env).returncode == 2  # neither a file nor NAME:VER
+
+    home = env["REFSCAN_HOME"]
+    found, store = open_source("pets:latest", home=home)
+    assert store is not None
+    assert store.root == Path(home).absolute()
+    assert list(found.entries) == ["data.txt"]
+    loaded, no_store = open_source(manifest, home=home)
+    assert (list(loaded.entries), no_store) == (["data.txt"], None)
+    with pytest.raises(InvalidSource, match="neither a manifest file nor a NAME:VERSION"):
+        open_source(str(tmp_path / "missing.json"), home=home)
+
+
 # -- demo ---------------------------------------------------------------------------------------------------
 
 
