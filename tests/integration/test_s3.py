@@ -1,10 +1,10 @@
 """s3:// references end to end against moto in server mode (tests/servers/s3.py), plus small aiohttp apps
 for what moto cannot do: deny access, fail with 5xx, deny only GetBucketVersioning (a proxy to moto).
 
-Every SPEC §3/§4 row for s3 on unversioned and versioned buckets, explicit old versions, delete markers,
-folder markers, zero-byte files, sibling prefixes, odd keys, multipart ETags, >1,000 objects, max_objects,
-missing buckets, denied access, retries, request counts, and the listing fan-out on many tree shapes (with
-small pages forced, so every pagination path runs on a few dozen objects).
+Every row of docs/behaviour.md (URIs, Entries) for s3 on unversioned and versioned buckets, explicit old
+versions, delete markers, folder markers, zero-byte files, sibling prefixes, odd keys, multipart ETags,
+>1,000 objects, max_objects, missing buckets, denied access, retries, request counts, and the listing fan-out
+on many tree shapes (with small pages forced, so every pagination path runs on a few dozen objects).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from refscan import (
     Scanner,
     TooManyObjects,
 )
-from refscan.resolvers import s3 as s3mod
-from refscan.resolvers.s3 import S3Resolver
+from refscan.backends.s3 import S3Backend
+from refscan.backends.s3 import listing as listing_mod
 from refscan.uri import RefURI
 from tests.servers.s3 import S3Server
 
@@ -64,7 +64,7 @@ def rows(entries: list[ManifestEntry]) -> list[tuple[str, str | None, str, int |
 
 @dataclass
 class Traffic:
-    """Requests seen by the resolver's client: HTTP sends per operation (retries included) and MaxKeys."""
+    """Requests seen by the backend's client: HTTP sends per operation (retries included) and MaxKeys."""
 
     sends: Counter[str] = field(default_factory=Counter)
     max_keys: list[int] = field(default_factory=list)
@@ -78,8 +78,8 @@ class Traffic:
 async def scan_traffic(uri: str, options: Options, **kw: Any) -> tuple[list[ManifestEntry] | Exception, Traffic]:
     traffic = Traffic()
     async with Scanner(options) as scanner:
-        resolver = await scanner.resolver("s3")
-        assert isinstance(resolver, S3Resolver)
+        backend = await scanner.session.backend("s3")
+        assert isinstance(backend, S3Backend)
 
         def on_send(event_name: str, request: Any, **_: Any) -> None:
             traffic.sends[event_name.rsplit(".", 1)[-1]] += 1
@@ -91,8 +91,8 @@ async def scan_traffic(uri: str, options: Options, **kw: Any) -> tuple[list[Mani
             if "MaxKeys" in params:
                 traffic.max_keys.append(params["MaxKeys"])
 
-        resolver.client.meta.events.register("before-send.s3.*", on_send)
-        resolver.client.meta.events.register("provide-client-params.s3.*", on_params)
+        backend.client.boto.meta.events.register("before-send.s3.*", on_send)
+        backend.client.boto.meta.events.register("provide-client-params.s3.*", on_params)
         try:
             return await scanner.scan(uri, **kw), traffic
         except refscan.RefscanError as exc:
@@ -160,7 +160,7 @@ def versioned(s3_server: S3Server) -> Versioned:
     return Versioned(bucket, v1, v2, gone, marker, a)
 
 
-# -- SPEC §3/§4 rows, unversioned -----------------------------------------------------------------------------
+# -- docs/behaviour.md rows (URIs, Entries), unversioned ---------------------------------------------------------------
 
 
 def test_single_object(s3_server: S3Server, tree: str) -> None:
@@ -334,7 +334,7 @@ def test_missing_and_malformed_version(s3_server: S3Server, versioned: Versioned
 @pytest.mark.anyio
 async def test_read_latest_old_and_missing(s3_server: S3Server, versioned: Versioned) -> None:
     b = versioned.bucket
-    async with S3Resolver(opts(s3_server), anyio.CapacityLimiter(4)) as r:
+    async with S3Backend(opts(s3_server), anyio.CapacityLimiter(4)) as r:
 
         async def read(uri: str) -> bytes:
             return b"".join([chunk async for chunk in r.read(RefURI.parse(uri))])
@@ -491,8 +491,8 @@ def truth(server: S3Server, bucket: str, prefix: str) -> dict[str, tuple[str, st
 async def test_listing_shapes(
     s3_server: S3Server, shapes: str, monkeypatch: pytest.MonkeyPatch, page: int, fanout_children: int
 ) -> None:
-    monkeypatch.setattr(s3mod, "PAGE", page)
-    monkeypatch.setattr(s3mod, "FANOUT_MAX_CHILDREN", fanout_children)
+    monkeypatch.setattr(listing_mod, "PAGE", page)
+    monkeypatch.setattr(listing_mod, "FANOUT_MAX_CHILDREN", fanout_children)
     o = opts(s3_server)
     for prefix in ("shape/", "shape/big/", ""):
         expected = truth(s3_server, shapes, prefix)
@@ -522,19 +522,19 @@ async def test_large_listings_stream_in_rounds(
     s3_server: S3Server, shapes: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Entries arrive while the listing is still running: memory holds about ROUND_WIDTH pages, not a folder."""
-    monkeypatch.setattr(s3mod, "PAGE", 2)
-    monkeypatch.setattr(s3mod, "ROUND_WIDTH", 2)
+    monkeypatch.setattr(listing_mod, "PAGE", 2)
+    monkeypatch.setattr(listing_mod, "ROUND_WIDTH", 2)
     sends: list[str] = []
     arrivals: list[int] = []  # list requests made when each entry arrived
     async with Scanner(opts(s3_server)) as scanner:
-        resolver = await scanner.resolver("s3")
-        assert isinstance(resolver, S3Resolver)
+        backend = await scanner.session.backend("s3")
+        assert isinstance(backend, S3Backend)
 
         def on_send(event_name: str, **_: Any) -> None:
             if event_name.rsplit(".", 1)[-1] in ("ListObjectsV2", "ListObjectVersions"):
                 sends.append(event_name)
 
-        resolver.client.meta.events.register("before-send.s3.*", on_send)
+        backend.client.boto.meta.events.register("before-send.s3.*", on_send)
         async for _entry in scanner.iter_scan(f"s3://{shapes}/shape/"):
             arrivals.append(len(sends))
     assert len(arrivals) == len(truth(s3_server, shapes, "shape/"))

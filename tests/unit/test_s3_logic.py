@@ -1,4 +1,5 @@
-"""Pure logic of the S3 resolver: ETags, version ids, timestamps, listing entries, error mapping, budget."""
+"""Pure logic of the S3 backend: ETags, version ids, timestamps, listing entries, the codec and fingerprints,
+error mapping, the request path, the budget and the listing walk (on an in-memory page source)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
+import structlog
 from botocore import UNSIGNED
 from botocore.exceptions import (
     ClientError,
@@ -16,21 +19,34 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from refscan import AccessDenied, BackendError, InvalidURI, NotFound, Options, S3Options
-from refscan.resolvers import s3 as s3mod
-from refscan.resolvers.s3 import (
-    Budget,
-    S3Resolver,
-    child_of,
-    head_info,
-    is_folder_marker,
+from refscan import AccessDenied, BackendError, InvalidURI, NotFound, Options, RefURI, S3Options
+from refscan.backends.s3 import S3Backend
+from refscan.backends.s3 import listing as listing_mod
+from refscan.backends.s3.backend import head_meta
+from refscan.backends.s3.client import (
+    S3Client,
+    client_config,
     iso_time,
-    listed_info,
     map_errors,
     strip_etag,
     translate_client_error,
     version_id,
 )
+from refscan.backends.s3.listing import (
+    Budget,
+    Cursor,
+    Page,
+    Walk,
+    child_of,
+    is_folder_marker,
+    listed_meta,
+    parse_v2_page,
+    parse_versions_page,
+)
+from refscan.fingerprint import ETAG, MULTIPART_ETAG, VERSION, ContentHasher, Fingerprint, Match, compare
+from refscan.fingerprint import MD5_HEX as MD5_HEX_KIND
+from refscan.meta import ObjectMeta
+from refscan.options import RetryPolicy
 
 
 @pytest.mark.parametrize(
@@ -90,8 +106,8 @@ def test_child_of(prefix: str, key: str, child: str | None) -> None:
     assert child_of(prefix, key) == child
 
 
-def test_listed_info_versioned_entry() -> None:
-    info = listed_info(
+def test_listed_meta_versioned_entry() -> None:
+    info = listed_meta(
         {
             "Key": "a/b.txt",
             "ETag": '"abc-3"',
@@ -103,11 +119,12 @@ def test_listed_info_versioned_entry() -> None:
             "ChecksumType": "FULL_OBJECT",
         }
     )
+    digest, extra = S3Backend.encode(info)
     assert info.key == "a/b.txt"
-    assert info.digest == "abc-3"
+    assert digest == info.etag == "abc-3"
     assert info.size == 12
     assert info.version == "v7"
-    assert info.extra == {
+    assert extra == {
         "etag": "abc-3",
         "versionID": "v7",
         "lastModified": "2024-01-02T03:04:05Z",
@@ -116,20 +133,20 @@ def test_listed_info_versioned_entry() -> None:
     }
 
 
-def test_listed_info_null_version_and_zero_bytes() -> None:
-    info = listed_info({"Key": "empty", "ETag": '"d41d8cd98f00b204e9800998ecf8427e"', "Size": 0, "VersionId": "null"})
+def test_listed_meta_null_version_and_zero_bytes() -> None:
+    info = listed_meta({"Key": "empty", "ETag": '"d41d8cd98f00b204e9800998ecf8427e"', "Size": 0, "VersionId": "null"})
     assert info.version is None
     assert info.size == 0
-    assert info.extra == {"etag": "d41d8cd98f00b204e9800998ecf8427e"}
+    assert S3Backend.encode(info)[1] == {"etag": "d41d8cd98f00b204e9800998ecf8427e"}
 
 
-def test_listed_info_without_etag_is_a_backend_error() -> None:
+def test_listed_meta_without_etag_is_a_backend_error() -> None:
     with pytest.raises(BackendError, match="no ETag"):
-        listed_info({"Key": "k", "Size": 1})
+        listed_meta({"Key": "k", "Size": 1})
 
 
-def test_head_info_with_checksums() -> None:
-    info = head_info(
+def test_head_meta_with_checksums() -> None:
+    info = head_meta(
         "k",
         {
             "ETag": '"e"',
@@ -141,7 +158,7 @@ def test_head_info_with_checksums() -> None:
         },
     )
     assert info.version is None
-    assert info.extra == {
+    assert S3Backend.encode(info)[1] == {
         "etag": "e",
         "checksumCRC32": "Y3Jj",
         "checksumSHA256": "c2hh",
@@ -239,7 +256,7 @@ def test_client_config() -> None:
             read_timeout=2.5,
         )
     )
-    cfg = S3Resolver(opts, anyio.CapacityLimiter(1)).client_config()
+    cfg = client_config(opts)
     assert cfg.retries == {"mode": "standard", "total_max_attempts": 3}
     assert cfg.max_pool_connections == 7
     assert cfg.connect_timeout == 1.5
@@ -247,15 +264,15 @@ def test_client_config() -> None:
     assert cfg.s3 == {"addressing_style": "path"}
     assert cfg.signature_version is UNSIGNED
 
-    default = S3Resolver(Options(), anyio.CapacityLimiter(1)).client_config()
-    assert default.retries == {"mode": "adaptive", "total_max_attempts": 8}
+    default = client_config(Options())  # S3Options leaves retries to Options.retry
+    assert default.retries == {"mode": "adaptive", "total_max_attempts": Options().retry.max_attempts}
     assert default.signature_version is None
     assert not default.s3
 
 
 @pytest.mark.anyio
 async def test_budget_never_overcommits(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(s3mod, "PAGE", 10)
+    monkeypatch.setattr(listing_mod, "PAGE", 10)
     budget = Budget(25)
     a = await budget.reserve()
     b = await budget.reserve()
@@ -285,9 +302,9 @@ async def test_budget_never_overcommits(monkeypatch: pytest.MonkeyPatch) -> None
 @pytest.mark.parametrize(
     ("parse", "resp"),
     [
-        (s3mod.S3Resolver._v2_page, {"IsTruncated": True, "Contents": [{"Key": "a", "ETag": '"e"', "Size": 1}]}),
+        (parse_v2_page, {"IsTruncated": True, "Contents": [{"Key": "a", "ETag": '"e"', "Size": 1}]}),
         (
-            s3mod.S3Resolver._versions_page,
+            parse_versions_page,
             {"IsTruncated": True, "Versions": [{"Key": "a", "ETag": '"e"', "Size": 1, "IsLatest": True}]},
         ),
     ],
@@ -297,3 +314,453 @@ def test_truncated_page_without_a_marker_is_an_error_not_the_end(parse: Any, res
         parse(resp)
     resp["IsTruncated"] = False
     assert [o.key for o in parse(resp).objects] == ["a"]
+
+
+# -- URIs and direct URLs -------------------------------------------------------------------------
+
+
+def test_uri_forms() -> None:
+    uri = S3Backend.parse_uri("s3", "s3://b/dir/a b.txt?versionId=V1")
+    assert (uri.bucket, uri.key, uri.version) == ("b", "dir/a b.txt", "V1")
+    assert S3Backend.format_uri(uri) == "s3://b/dir/a b.txt?versionId=V1"
+    assert S3Backend.object_ref(uri) == "s3://b/dir/a b.txt"
+    assert S3Backend.format_uri(uri.child("k")) == "s3://b/k"
+    assert S3Backend.parse_uri("s3", "s3://b/q?x=1&y").key == "q?x=1&y"  # only a trailing versionId is a version
+    with pytest.raises(InvalidURI, match="only pin an object"):
+        S3Backend.parse_uri("s3", "s3://b/dir/?versionId=V1")
+
+
+def test_direct_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(var, raising=False)
+    uri = S3Backend.parse_uri("s3", "s3://b/dir/a b#1.txt")
+    assert S3Backend.direct_url(uri, Options()) == "https://b.s3.amazonaws.com/dir/a%20b%231.txt"
+    pinned = uri.child(uri.key, "v/1+2")
+    local = Options(s3=S3Options(endpoint_url="http://127.0.0.1:9000/"))
+    assert S3Backend.direct_url(pinned, local) == "http://127.0.0.1:9000/b/dir/a%20b%231.txt?versionId=v%2F1%2B2"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://minio:9000")
+    assert S3Backend.direct_url(uri, Options()) == "http://minio:9000/b/dir/a%20b%231.txt"
+
+
+# -- codec ----------------------------------------------------------------------------------------
+
+MD5_HEX = "9e107d9d372bb6826bd81d3542a419d6"
+MULTIPART = "d41d8cd98f00b204e9800998ecf8427e-2"
+
+
+def test_encode_keeps_the_extra_order_of_listings_and_heads() -> None:
+    listed = listed_meta(
+        {
+            "Key": "k",
+            "ETag": f'"{MD5_HEX}"',
+            "Size": 3,
+            "VersionId": "v1",
+            "LastModified": "2024-01-02T03:04:05.678Z",
+            "ChecksumAlgorithm": ["CRC32C"],
+            "ChecksumType": "FULL_OBJECT",
+        }
+    )
+    digest, extra = S3Backend.encode(listed)
+    assert digest == MD5_HEX
+    assert list(extra.items()) == [
+        ("etag", MD5_HEX),
+        ("versionID", "v1"),
+        ("lastModified", "2024-01-02T03:04:05Z"),
+        ("checksumAlgorithm", ["CRC32C"]),
+        ("checksumType", "FULL_OBJECT"),
+    ]
+    headed = head_meta(
+        "k",
+        {
+            "ETag": f'"{MULTIPART}"',
+            "ContentLength": 9,
+            "VersionId": "v2",
+            "LastModified": "Tue, 02 Jan 2024 03:04:05 GMT",
+            "ServerSideEncryption": "aws:kms",
+            "ChecksumSHA256": "c2hh",
+            "ChecksumCRC32C": "Y3Jj",
+            "ChecksumType": "COMPOSITE",
+        },
+    )
+    assert headed.hashes == {"checksumSHA256": "c2hh", "checksumCRC32C": "Y3Jj"}
+    assert list(headed.hashes) == ["checksumSHA256", "checksumCRC32C"]  # strongest first
+    assert (headed.encryption, headed.parts, headed.attrs) == ("aws:kms", 2, {"checksumType": "COMPOSITE"})
+    digest, extra = S3Backend.encode(headed)
+    assert digest == MULTIPART
+    assert list(extra.items()) == [
+        ("etag", MULTIPART),
+        ("versionID", "v2"),
+        ("lastModified", "2024-01-02T03:04:05Z"),
+        ("sse", "aws:kms"),
+        ("checksumCRC32C", "Y3Jj"),
+        ("checksumSHA256", "c2hh"),
+        ("checksumType", "COMPOSITE"),
+    ]
+    for meta in (listed, headed):
+        digest, extra = S3Backend.encode(meta)
+        assert S3Backend.decode(meta.key, digest, meta.size, extra) == meta
+        assert S3Backend.encode(S3Backend.decode(meta.key, digest, meta.size, extra)) == (digest, extra)
+
+
+@pytest.mark.parametrize(
+    ("resp", "sse"),
+    [
+        ({"ServerSideEncryption": "aws:kms"}, "aws:kms"),
+        ({"ServerSideEncryption": "aws:kms:dsse"}, "aws:kms:dsse"),
+        ({"SSECustomerAlgorithm": "AES256"}, "sse-c"),
+        ({"ServerSideEncryption": "AES256"}, None),  # SSE-S3: the ETag is still the MD5
+        ({}, None),
+    ],
+)
+def test_head_meta_encryption(resp: dict[str, Any], sse: str | None) -> None:
+    meta = head_meta("k", {"ETag": f'"{MD5_HEX}"', "ContentLength": 1, **resp})
+    assert meta.encryption == sse
+    assert S3Backend.encode(meta)[1].get("sse") == sse
+
+
+def test_decode_entries_written_by_wandb() -> None:
+    meta = S3Backend.decode("a.txt", MD5_HEX, 4, {"etag": MD5_HEX, "versionID": "null"})
+    assert (meta.key, meta.size, meta.etag, meta.version) == ("a.txt", 4, MD5_HEX, None)
+    assert (meta.modified, dict(meta.hashes), meta.encryption, dict(meta.attrs)) == (None, {}, None, {})
+    assert S3Backend.decode("a", MD5_HEX, 4, {"etag": MD5_HEX, "versionID": "v9"}).version == "v9"
+    no_etag = S3Backend.decode("a", MULTIPART, None, {})  # the digest is the ETag
+    assert (no_etag.etag, no_etag.version, no_etag.parts) == (MULTIPART, None, 2)
+    assert S3Backend.encode(no_etag) == (MULTIPART, {"etag": MULTIPART})
+    kept = S3Backend.decode("a", "e", 1, {"etag": "e", "sse": "aws:kms", "checksumSHA1": "c2hh", "other": 1})
+    assert (kept.encryption, dict(kept.hashes), dict(kept.attrs)) == ("aws:kms", {"checksumSHA1": "c2hh"}, {"other": 1})
+    assert S3Backend.encode(kept)[1] == {"etag": "e", "sse": "aws:kms", "checksumSHA1": "c2hh", "other": 1}
+
+
+def test_encode_needs_an_etag() -> None:
+    with pytest.raises(ValueError, match="without an ETag"):
+        S3Backend.encode(ObjectMeta(key="k", size=1))
+
+
+# -- fingerprints ---------------------------------------------------------------------------------
+
+
+def test_fingerprint_order_and_etag_aliases() -> None:
+    meta = ObjectMeta(
+        key="k",
+        size=3,
+        etag=MD5_HEX,
+        version="v1",
+        hashes={"checksumCRC32": "Y3Jj", "checksumSHA256": "c2hh"},
+    )
+    assert S3Backend.fingerprint(meta) == Fingerprint(
+        (
+            ("checksumSHA256", "c2hh"),
+            ("checksumCRC32", "Y3Jj"),
+            (VERSION, "v1"),
+            (ETAG, MD5_HEX),
+            (MD5_HEX_KIND, MD5_HEX),
+        ),
+        3,
+    )
+    multipart = S3Backend.fingerprint(ObjectMeta(key="k", size=3, etag=MULTIPART))
+    assert multipart.hashes == ((ETAG, MULTIPART), (MULTIPART_ETAG, MULTIPART))
+    encrypted = S3Backend.fingerprint(ObjectMeta(key="k", size=3, etag=MD5_HEX, encryption="aws:kms"))
+    assert encrypted.hashes == ((ETAG, MD5_HEX),)  # an SSE-KMS ETag is not an MD5: nothing to recompute
+    other = S3Backend.fingerprint(ObjectMeta(key="k", size=3, etag="abc-3"))  # not S3's shape: a change signal only
+    assert other.hashes == ((ETAG, "abc-3"),)
+
+
+def test_fingerprints_of_a_manifest_entry_and_a_listing_compare() -> None:
+    recorded = head_meta("k", {"ETag": f'"{MD5_HEX}"', "ContentLength": 3, "VersionId": "v1", "ChecksumSHA256": "c2hh"})
+    digest, extra = S3Backend.encode(recorded)
+    expected = S3Backend.fingerprint(S3Backend.decode("k", digest, 3, extra))
+    listed = listed_meta({"Key": "k", "ETag": f'"{MD5_HEX}"', "Size": 3, "VersionId": "v1", "IsLatest": True})
+    assert compare(expected, S3Backend.fingerprint(listed)) is Match.SAME
+    rewritten = listed_meta({"Key": "k", "ETag": '"0123456789abcdef0123456789abcdef"', "Size": 3, "VersionId": "v2"})
+    assert compare(expected, S3Backend.fingerprint(rewritten)) is Match.DIFFERENT
+    hasher = ContentHasher(expected)
+    hasher.update(b"abc")
+    assert hasher.check().match is Match.DIFFERENT  # md5hex recomputed: the bytes are not MD5_HEX's
+    assert hasher.check().kind == MD5_HEX_KIND
+
+
+# -- the request path -----------------------------------------------------------------------------
+
+
+class FakeBoto:
+    """Stands in for the aiobotocore client: records calls, answers or raises what it is told."""
+
+    def __init__(self, limiter: anyio.CapacityLimiter, answer: dict[str, Any] | Exception) -> None:
+        self.limiter = limiter
+        self.answer = answer
+        self.calls: list[tuple[str, dict[str, Any], float]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        async def call(**params: Any) -> dict[str, Any]:
+            self.calls.append((name, params, self.limiter.borrowed_tokens))
+            if isinstance(self.answer, Exception):
+                raise self.answer
+            return self.answer
+
+        return call
+
+
+@pytest.mark.anyio
+async def test_request_holds_the_limiter_adds_the_payer_logs_and_maps_errors() -> None:
+    limiter = anyio.CapacityLimiter(2)
+    client = S3Client(Options(s3=S3Options(requester_pays=True)), limiter)
+    fake = FakeBoto(limiter, {"ETag": '"e"', "ResponseMetadata": {"RetryAttempts": 1}})
+    client._boto = fake
+    with structlog.testing.capture_logs() as logs:
+        resp = await client.request("HeadObject", "s3://b/k", event="s3.head", Bucket="b", Key="k")
+        await client.request("GetBucketVersioning", "s3://b", Bucket="b")
+    assert resp["ETag"] == '"e"'
+    assert [(name, params, held) for name, params, held in fake.calls] == [
+        ("head_object", {"Bucket": "b", "Key": "k", "RequestPayer": "requester"}, 1),
+        ("get_bucket_versioning", {"Bucket": "b"}, 1),  # takes no RequestPayer
+    ]
+    assert limiter.borrowed_tokens == 0
+    head, versioning = logs
+    assert (head["event"], head["op"], head["bucket"], head["key"], head["pinned"]) == (
+        "s3.head",
+        "HeadObject",
+        "b",
+        "k",
+        False,
+    )
+    assert (head["retries"], head["elapsed"] >= 0) == (1, True)
+    assert (versioning["event"], versioning["op"]) == ("s3.request", "GetBucketVersioning")
+
+    fake.answer = _client_error("NoSuchVersion", 404)
+    with structlog.testing.capture_logs() as logs, pytest.raises(NotFound, match="no such version 'v1'"):
+        await client.request(
+            "HeadObject", "s3://b/k?versionId=v1", event="s3.head", Bucket="b", Key="k", VersionId="v1"
+        )
+    [failed] = logs
+    assert (failed["event"], failed["pinned"], failed["error"]) == ("s3.head", True, "NotFound")
+    assert limiter.borrowed_tokens == 0
+
+
+def test_client_needs_opening() -> None:
+    with pytest.raises(RuntimeError, match="async with S3Backend"):
+        _ = S3Client(Options(), anyio.CapacityLimiter(1)).boto
+
+
+def test_retry_policy_and_s3_overrides() -> None:
+    policy = RetryPolicy(max_attempts=4, s3_mode="standard")
+    assert client_config(Options(retry=policy)).retries == {"mode": "standard", "total_max_attempts": 4}
+    mixed = Options(retry=policy, s3=S3Options(max_attempts=2))
+    assert client_config(mixed).retries == {"mode": "standard", "total_max_attempts": 2}
+    mode_only = Options(retry=policy, s3=S3Options(retry_mode="adaptive"))
+    assert client_config(mode_only).retries == {"mode": "adaptive", "total_max_attempts": 4}
+
+
+# -- the HEAD fallback (GetBucketVersioning denied) ----------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_head_all_drops_deleted_objects_and_the_first_failure_cancels_the_rest() -> None:
+    backend = S3Backend(Options(), anyio.CapacityLimiter(8))
+    folder = S3Backend.parse_uri("s3", "s3://b/dir/")
+    listed = [ObjectMeta(key=f"dir/{i}", size=1, etag="e") for i in range(6)]
+    finished: list[str] = []
+
+    async def head(uri: RefURI, *, event: str = "s3.request") -> ObjectMeta:
+        if uri.key == "dir/2":
+            raise NotFound("gone")
+        await anyio.lowlevel.checkpoint()
+        finished.append(uri.key)
+        return ObjectMeta(key=uri.key, size=1, etag="e", version=f"v{uri.key[-1]}")
+
+    backend._head = head  # type: ignore[method-assign]
+    found = await backend._head_all(folder, listed)
+    assert [(m.key, m.version) for m in found] == [(f"dir/{i}", f"v{i}") for i in (0, 1, 3, 4, 5)]
+
+    async def denied(uri: RefURI, *, event: str = "s3.request") -> ObjectMeta:
+        if uri.key == "dir/0":
+            raise AccessDenied("no")
+        await anyio.sleep(1)
+        finished.append(uri.key)
+        return ObjectMeta(key=uri.key, size=1, etag="e")
+
+    finished.clear()
+    backend._head = denied  # type: ignore[method-assign]
+    with anyio.fail_after(0.5), pytest.raises(AccessDenied, match="no"):
+        await backend._head_all(folder, listed)
+    assert finished == []
+
+
+# -- the walk, on an in-memory ListObjectsV2 / ListObjectVersions -----------------------------------
+
+
+class FakeBucket:
+    """A `PageSource` with S3's listing semantics over a dict of keys (versions: (key, version, live))."""
+
+    def __init__(self, keys: list[str], versions: list[tuple[str, str, bool]] | None = None) -> None:
+        self.keys = sorted(keys)
+        self.versions = versions
+        self.requests: list[dict[str, Any]] = []
+
+    async def page(
+        self,
+        bucket: str,
+        prefix: str,
+        *,
+        cursor: Cursor | None,
+        delimiter: str | None,
+        max_keys: int,
+        versioned: bool,
+    ) -> Page:
+        self.requests.append({"prefix": prefix, "cursor": cursor, "delimiter": delimiter, "max_keys": max_keys})
+        await anyio.lowlevel.checkpoint()
+        if versioned:
+            return self._versions(prefix, cursor, delimiter, max_keys)
+        after = None if cursor is None else (cursor.token or cursor.start_after)
+        items = self._items([(k, "") for k in self.keys], prefix, delimiter, (after, "") if after else None)
+        page, more = items[:max_keys], len(items) > max_keys
+        contents = [
+            {"Key": k, "ETag": f'"{k}"', "Size": int(not k.endswith("/"))} for kind, k, _ in page if kind == "key"
+        ]
+        resp: dict[str, Any] = {
+            "IsTruncated": more,
+            "Contents": contents,
+            "CommonPrefixes": [{"Prefix": p} for kind, p, _ in page if kind == "prefix"],
+        }
+        if more:
+            resp["NextContinuationToken"] = page[-1][1]
+        return parse_v2_page(resp)
+
+    def _versions(self, prefix: str, cursor: Cursor | None, delimiter: str | None, max_keys: int) -> Page:
+        assert self.versions is not None
+        after = (cursor.key_marker, cursor.version_marker or "") if cursor and cursor.key_marker else None
+        entries = [(k, v) for k, v, _ in self.versions]
+        items = self._items(entries, prefix, delimiter, after)
+        page, more = items[:max_keys], len(items) > max_keys
+        live = {(k, v): alive for k, v, alive in self.versions}
+        latest: dict[str, str] = {}
+        for k, v, _ in self.versions:
+            latest.setdefault(k, v)
+        resp: dict[str, Any] = {
+            "IsTruncated": more,
+            "Versions": [
+                {"Key": k, "VersionId": v, "ETag": f'"{k}"', "Size": 1, "IsLatest": latest[k] == v}
+                for kind, k, v in page
+                if kind == "key" and live[(k, v)]
+            ],
+            "DeleteMarkers": [{"Key": k, "VersionId": v} for kind, k, v in page if kind == "key" and not live[(k, v)]],
+            "CommonPrefixes": [{"Prefix": p} for kind, p, _ in page if kind == "prefix"],
+        }
+        if more:
+            kind, k, v = page[-1]
+            resp["NextKeyMarker"] = k
+            if kind == "key":
+                resp["NextVersionIdMarker"] = v
+        return parse_versions_page(resp)
+
+    @staticmethod
+    def _items(
+        entries: list[tuple[str, str]], prefix: str, delimiter: str | None, after: tuple[str, str] | None
+    ) -> list[tuple[str, str, str]]:
+        """The (kind, key or prefix, version) items of a listing after position `after`, in S3's order."""
+        out: list[tuple[str, str, str]] = []
+        order = {e: i for i, e in enumerate(entries)}
+        for key, version in entries:
+            if not key.startswith(prefix):
+                continue
+            if after is not None:
+                if key < after[0]:
+                    continue
+                if key == after[0] and (not after[1] or order[(key, version)] <= order.get(after, -1)):
+                    continue
+            if delimiter:
+                rest = key[len(prefix) :]
+                if delimiter in rest:
+                    common = prefix + rest[: rest.index(delimiter) + 1]
+                    if after is not None and common <= after[0] and after[0].startswith(common):
+                        continue
+                    if not out or out[-1][1] != common:
+                        out.append(("prefix", common, ""))
+                    continue
+            out.append(("key", key, version))
+        return out
+
+
+async def walk(source: FakeBucket, prefix: str, limit: int, *, versioned: bool = False) -> list[str]:
+    return (await walk_with_stats(source, prefix, limit, versioned=versioned))[0]
+
+
+async def walk_with_stats(
+    source: FakeBucket, prefix: str, limit: int, *, versioned: bool = False
+) -> tuple[list[str], Walk]:
+    found: list[str] = []
+    walker = Walk(source, "b", versioned=versioned, limit=limit)
+    async for batch in walker.rounds(prefix):
+        found.extend(m.key for m in batch)
+    return found, walker
+
+
+TREE_KEYS = [
+    *(f"t/f{i}" for i in range(7)),
+    *(f"t/big/{i:02d}" for i in range(12)),
+    *(f"t/big/deep/{i}" for i in range(6)),
+    "t/big/",
+    *(f"t/s{j}/{k}" for j in range(9) for k in range(2)),
+    "t/zz/only",
+    "tt/not-me",
+]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("page", "fanout_children"), [(1000, 10), (2, 10), (3, 1), (5, 0)])
+async def test_walk_lists_every_object_once(monkeypatch: pytest.MonkeyPatch, page: int, fanout_children: int) -> None:
+    monkeypatch.setattr(listing_mod, "PAGE", page)
+    monkeypatch.setattr(listing_mod, "FANOUT_MAX_CHILDREN", fanout_children)
+    bucket = FakeBucket(TREE_KEYS)
+    got, walker = await walk_with_stats(bucket, "t/", 10_000)
+    expected = sorted(k for k in TREE_KEYS if k.startswith("t/") and k != "t/big/")
+    assert sorted(got) == expected
+    assert len(got) == len(expected)
+    assert all(r["max_keys"] <= page for r in bucket.requests)
+    assert walker.requests == len(bucket.requests)
+    if page <= 3:
+        assert walker.fanouts >= 1
+        assert any(r["delimiter"] == "/" for r in bucket.requests)
+    if page == 1000:
+        assert len(bucket.requests) == 1  # a folder that fits in one page costs one request
+
+
+@pytest.mark.anyio
+async def test_walk_honours_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(listing_mod, "PAGE", 4)
+    n = len([k for k in TREE_KEYS if k.startswith("t/") and k != "t/big/"])
+    for limit in (1, 5, n - 1, n, n + 1):
+        bucket = FakeBucket(TREE_KEYS)
+        got = await walk(bucket, "t/", limit)
+        assert len(got) == min(limit, n)
+        assert sum(r["max_keys"] for r in bucket.requests) <= limit + n  # never asks far beyond the limit
+        assert all(r["max_keys"] <= 4 for r in bucket.requests)
+
+
+@pytest.mark.anyio
+async def test_walk_versioned_keeps_latest_live_versions(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(listing_mod, "PAGE", 2)
+    versions = [
+        ("v/a", "3", True),
+        ("v/a", "2", True),
+        ("v/a", "1", True),
+        ("v/gone", "m", False),
+        ("v/gone", "1", True),
+        ("v/sub/b", "1", True),
+        ("v/sub/c", "2", True),
+        ("v/sub/c", "1", True),
+        ("v/z", "1", True),
+    ]
+    for fanout_children in (10, 0):
+        monkeypatch.setattr(listing_mod, "FANOUT_MAX_CHILDREN", fanout_children)
+        bucket = FakeBucket([], versions)
+        assert sorted(await walk(bucket, "v/", 100, versioned=True)) == ["v/a", "v/sub/b", "v/sub/c", "v/z"]
+
+
+@pytest.mark.anyio
+async def test_walk_raises_the_first_error_as_itself() -> None:
+    class Failing(FakeBucket):
+        async def page(self, bucket: str, prefix: str, **kw: Any) -> Page:
+            raise AccessDenied("denied listing")
+
+    with pytest.raises(AccessDenied, match="denied listing"):
+        await walk(Failing(TREE_KEYS), "t/", 10)
