@@ -1,6 +1,7 @@
-"""refscan: track datasets and models in external object stores by reference (see SPEC §1)."""
+"""refscan: track datasets and models in external object stores by reference (docs/behaviour.md, Public API)."""
 
 from .artifact import Artifact
+from .backends import Backend, BucketBackend, register_backend
 from .download import adownload, download
 from .errors import (
     AccessDenied,
@@ -8,6 +9,7 @@ from .errors import (
     ChecksumMismatch,
     DownloadError,
     InvalidName,
+    InvalidSource,
     InvalidURI,
     ManifestError,
     MissingDependency,
@@ -22,8 +24,11 @@ from .errors import (
     UnsupportedScheme,
 )
 from .manifest import Manifest, ManifestEntry
-from .options import GCSOptions, HTTPOptions, Options, S3Options
+from .meta import ObjectMeta
+from .options import GCSOptions, HTTPOptions, Options, RetryPolicy, S3Options
 from .scan import DEFAULT_MAX_OBJECTS, Scanner, ScanRequest, ascan, iter_scan, scan
+from .session import Session
+from .sources import open_source
 from .store import ArtifactVersion, FileRow, LineageRow, Store
 from .uri import RefURI
 from .verify import VerifyReport, VerifyResult, averify, verify
@@ -33,13 +38,16 @@ __all__ = [
     "AccessDenied",
     "Artifact",
     "ArtifactVersion",
+    "Backend",
     "BackendError",
+    "BucketBackend",
     "ChecksumMismatch",
     "DownloadError",
     "FileRow",
     "GCSOptions",
     "HTTPOptions",
     "InvalidName",
+    "InvalidSource",
     "InvalidURI",
     "LineageRow",
     "Manifest",
@@ -47,14 +55,17 @@ __all__ = [
     "ManifestError",
     "MissingDependency",
     "NotFound",
+    "ObjectMeta",
     "Options",
     "PathConflict",
     "RefURI",
     "RefscanError",
+    "RetryPolicy",
     "S3Options",
     "ScanRequest",
     "Scanner",
     "SealedGroup",
+    "Session",
     "SourceChanged",
     "Store",
     "TooManyObjects",
@@ -68,6 +79,8 @@ __all__ = [
     "averify",
     "download",
     "iter_scan",
+    "open_source",
+    "register_backend",
     "scan",
     "verify",
 ]

@@ -1,4 +1,5 @@
-"""Download: fetch every entry at its pinned version into a folder, checked and atomic (SPEC §8).
+"""Download: fetch every entry at its pinned version into a folder, checked and atomic (docs/behaviour.md,
+Download).
 
 All paths are validated for the whole manifest before anything is written: nothing may land outside
 `root` (`UnsafePath`) and no file may sit where another entry needs a folder (`PathConflict`). Files already
@@ -15,22 +16,21 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from .errors import ChecksumMismatch, DownloadError, NotFound, PathConflict, RefscanError, UnsafePath
-from .fingerprint import ContentHasher, Match, fingerprint
+from .backends import Backend
+from .errors import ChecksumMismatch, DownloadError, NotFound, RefscanError, UnsafePath
+from .fingerprint import MULTIPART_ETAG, ContentHasher, Fingerprint, Match
 from .manifest import ManifestEntry, ManifestSource, as_manifest
-from .naming import parent_folders
+from .naming import PathIndex, check_clashes
 from .options import Options
-from .resolvers import Resolver
-from .resolvers.file import CHUNK
-from .scan import Scanner
-from .sync import run_sync
-from .uri import RefURI
-from .verify import pinned_uri
+from .references import Recorded, recorded
+from .session import Session
+from .sync import synchronous
 
 if TYPE_CHECKING:
     from .store import Store
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+CHUNK = 1 << 20
 
 
 def safe_target(root: Path, path: str) -> Path:
@@ -48,11 +48,7 @@ def plan(entries: list[ManifestEntry], root: Path) -> list[tuple[ManifestEntry, 
     """Targets under the absolute folder `root` for all entries; raises before any write when one is unsafe
     or two clash."""
     targets = [(e, safe_target(root, e.path)) for e in entries]
-    files = {e.path for e in entries}
-    for e in entries:
-        for folder in parent_folders(e.path):
-            if folder in files:
-                raise PathConflict(f"{folder!r} is a file in the manifest but {e.path!r} needs it to be a folder")
+    check_clashes(entries, PathIndex(), where="in the manifest")
     for _, target in targets:
         _refuse_symlinks(root, target)
     return targets
@@ -72,39 +68,44 @@ def _make_parent(root: Path, target: Path) -> None:
     _refuse_symlinks(root, target)  # again: a symlink may have been swapped in since planning
 
 
-def _file_md5_matches(path: Path, scheme: str, entry: ManifestEntry) -> bool:
+def _holds(path: Path, expected: Fingerprint, part_size: int | None) -> bool:
     """True when the file at `path` already holds the recorded content (blocking)."""
-    hasher = ContentHasher(scheme, fingerprint(scheme, entry.digest, entry.size, entry.extra))
+    hasher = ContentHasher(expected, part_size=part_size)
     try:
         with open(path, "rb") as f:
             while chunk := f.read(CHUNK):
                 hasher.update(chunk)
     except OSError:
         return False
-    return hasher.check()[0] is Match.SAME
+    return hasher.check().match is Match.SAME
 
 
-def _stored_copy(entry: ManifestEntry, store: Store | None) -> RefURI:
-    """The file:// URI of a stored local file's copy in `store`."""
+def _source(entry: ManifestEntry, store: Store | None) -> Recorded:
+    """Where to fetch `entry` from: its ref, or a stored local file's copy in `store`."""
+    if entry.ref is not None:
+        return recorded(entry)
     if store is None:
         raise NotFound(f"{entry.path}: a stored file (no ref); download it from its store (NAME:VERSION)")
-    return RefURI("file", "", str(store.object_path(entry.digest)))
+    copy = ManifestEntry(entry.path, entry.digest, store.object_path(entry.digest).as_uri(), entry.size)
+    return recorded(copy)
 
 
-async def _fetch(resolver: Resolver, uri: RefURI, entry: ManifestEntry, root: Path, target: Path) -> None:
-    if await anyio.to_thread.run_sync(_file_md5_matches, target, uri.scheme, entry):
+async def _fetch(backend: Backend, source: Recorded, entry: ManifestEntry, root: Path, target: Path) -> None:
+    multipart = MULTIPART_ETAG in source.fingerprint.kinds()
+    part_size = await backend.part_size(source.uri) if multipart else None
+    if await anyio.to_thread.run_sync(_holds, target, source.fingerprint, part_size):
         return
     await anyio.to_thread.run_sync(_make_parent, root, target)
-    hasher = ContentHasher(uri.scheme, fingerprint(uri.scheme, entry.digest, entry.size, entry.extra))
+    hasher = ContentHasher(source.fingerprint, part_size=part_size)
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
     try:
         async with await anyio.open_file(tmp, "xb") as f:
-            async for chunk in resolver.read(uri):
+            async for chunk in backend.read(source.uri):
                 hasher.update(chunk)
                 await f.write(chunk)
-        match, why = hasher.check()
-        if match is Match.DIFFERENT:
-            raise ChecksumMismatch(f"{entry.path}: {why}; not written")
+        check = hasher.check()
+        if check.match is Match.DIFFERENT:
+            raise ChecksumMismatch(f"{entry.path}: {check.detail}; not written")
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -128,15 +129,15 @@ async def adownload(
     base = Path(await anyio.Path(root).absolute())
     targets = await anyio.to_thread.run_sync(plan, entries, base)
     failures: dict[str, RefscanError] = {}
-    async with Scanner(options) as scanner:
-        files = anyio.CapacityLimiter(scanner.options.concurrency)  # apart from the per-request limiter
+    async with Session(options) as session:
+        files = anyio.CapacityLimiter(session.options.concurrency)  # apart from the per-request limiter
 
         async def one(entry: ManifestEntry, target: Path) -> None:
             try:
-                uri = pinned_uri(entry) if entry.ref is not None else _stored_copy(entry, store)
-                resolver = await scanner.resolver(uri.scheme)
+                source = _source(entry, store)
+                backend = await session.backend(source.uri.scheme)
                 async with files:
-                    await _fetch(resolver, uri, entry, base, target)
+                    await _fetch(backend, source, entry, base, target)
             except RefscanError as exc:
                 failures[entry.path] = exc
             except OSError as exc:
@@ -151,12 +152,4 @@ async def adownload(
     return [t for _, t in targets]
 
 
-def download(
-    source: ManifestSource,
-    root: str | os.PathLike[str],
-    *,
-    options: Options | None = None,
-    store: Store | None = None,
-) -> list[Path]:
-    """Synchronous `adownload`; safe inside a running event loop."""
-    return run_sync(lambda: adownload(source, root, options=options, store=store))
+download = synchronous(adownload)

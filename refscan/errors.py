@@ -77,3 +77,7 @@ class SealedGroup(RefscanError, ValueError):
 
 class SourceChanged(RefscanError, ValueError):
     """A local file added to an artifact changed or vanished before the artifact was logged; re-add it."""
+
+
+class InvalidSource(RefscanError, ValueError):
+    """Text that names neither a manifest file nor a store version (`NAME:VER`)."""

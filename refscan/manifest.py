@@ -1,4 +1,5 @@
-"""`ManifestEntry` and `Manifest`: the W&B v1 manifest model, its JSON codec and digest (SPEC §6)."""
+"""`ManifestEntry` and `Manifest`: the W&B v1 manifest model, its JSON codec and digest (docs/behaviour.md,
+Manifest JSON)."""
 
 from __future__ import annotations
 

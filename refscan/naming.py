@@ -1,4 +1,4 @@
-"""Entry paths: the name of each object inside the artifact (SPEC §4 naming table).
+"""Entry paths: the name of each object inside the artifact (docs/behaviour.md, Entries: paths).
 
 Paths are POSIX, relative, without empty, `.` or `..` segments. Pure functions, no I/O.
 """
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, ValuesView
 from typing import Generic, Protocol, TypeVar
-from urllib.parse import unquote
 
 from .errors import InvalidURI, PathConflict, UnsafePath
 from .uri import RefURI
@@ -144,14 +143,8 @@ class PathIndex(Generic[E]):
 
 
 def last_segment(uri: RefURI) -> str:
-    """The last path component of `uri`: URL segments percent-decoded, the bucket for a bucket root."""
-    if uri.is_http:
-        segment = uri.key.rsplit("/", 1)[-1]
-        return unquote(segment)
-    stripped = uri.key.rstrip("/")
-    if not stripped:
-        return uri.bucket
-    return stripped.rsplit("/", 1)[-1]
+    """The last path component of `uri`, as its backend reads it (the bucket for a bucket root)."""
+    return uri.backend.file_name(uri)
 
 
 def object_path(uri: RefURI, name: str | None) -> str:

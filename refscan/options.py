@@ -1,4 +1,5 @@
-"""Options: per-scheme settings with environment defaults (SPEC §2). Every field is optional.
+"""Options: one retry policy and per-backend settings with environment defaults (docs/behaviour.md,
+Configuration). Every field is optional.
 
 Secrets (keys, tokens, headers) are excluded from `repr` so an `Options` can be logged safely.
 """
@@ -7,10 +8,29 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 RetryMode = Literal["standard", "adaptive"]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How every backend retries throttling, 5xx, timeouts and dropped connections.
+
+    `max_attempts` counts the first try. Waits start at `backoff` seconds and double per attempt, with jitter
+    (50-100 %); a server's Retry-After replaces the computed wait; no wait exceeds `max_backoff`. S3 hands
+    `max_attempts` to botocore's retry mode `s3_mode` ("adaptive" also rate-limits the client when throttled).
+    """
+
+    max_attempts: int = 6
+    backoff: float = 0.5
+    max_backoff: float = 20.0
+    s3_mode: RetryMode = "adaptive"
+
+    def with_overrides(self, **fields: Any) -> RetryPolicy:
+        """This policy with the non-None `fields` replaced (a backend's own settings win)."""
+        return replace(self, **{k: v for k, v in fields.items() if v is not None})
 
 
 @dataclass(frozen=True)
@@ -32,15 +52,16 @@ class S3Options:
     aws_access_key_id: str | None = field(default=None, repr=False)
     aws_secret_access_key: str | None = field(default=None, repr=False)
     aws_session_token: str | None = field(default=None, repr=False)
-    retry_mode: RetryMode = "adaptive"
-    max_attempts: int = 8
+    retry_mode: RetryMode | None = None
+    max_attempts: int | None = None
     max_pool_connections: int = 64
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     checksums: bool = False
 
     def resolved_endpoint_url(self) -> str | None:
-        """The endpoint to use: the option, else the environment variables of SPEC §2, else AWS."""
+        """The endpoint to use: the option, else AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, AWS_S3_ENDPOINT_URL,
+        else AWS's own."""
         if self.endpoint_url:
             return self.endpoint_url
         for var in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_S3_ENDPOINT_URL"):
@@ -63,7 +84,7 @@ class GCSOptions:
     token: Any = field(default=None, repr=False)
     endpoint_url: str | None = None
     requester_pays: bool = False
-    max_attempts: int = 6
+    max_attempts: int | None = None
     timeout: float = 60.0
 
     def resolved_endpoint_url(self) -> str | None:
@@ -88,23 +109,22 @@ class GCSOptions:
 @dataclass(frozen=True)
 class HTTPOptions:
     """HTTP(S) references: extra request headers (e.g. Authorization — never logged or recorded),
-    a per-request timeout in seconds, a per-host connection limit and retry attempts.
-
-    Retries wait `backoff` seconds before the second attempt, doubling each time (with jitter); a
-    server's Retry-After replaces the computed wait. No single wait exceeds `max_backoff`."""
+    a per-request timeout in seconds and a per-host connection limit. `max_attempts`, `backoff` and
+    `max_backoff` override `Options.retry`."""
 
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     timeout: float = 30.0
     per_host_limit: int = 16
-    max_attempts: int = 5
+    max_attempts: int | None = None
     trust_env: bool = True
-    backoff: float = 0.5
-    max_backoff: float = 20.0
+    backoff: float | None = None
+    max_backoff: float | None = None
 
 
 @dataclass(frozen=True)
 class Options:
-    """All settings. `concurrency` bounds the requests in flight across a scanner.
+    """All settings. `concurrency` bounds the requests in flight across a session; `retry` is the retry
+    policy of every backend.
 
     Deadlines: each request is bounded by its scheme's timeouts and `max_attempts` (with backoff in between).
     There is no whole-operation deadline here: bound a call with `anyio.fail_after` / `asyncio.timeout` (a
@@ -113,6 +133,7 @@ class Options:
     """
 
     concurrency: int = 64
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     s3: S3Options = field(default_factory=S3Options)
     gcs: GCSOptions = field(default_factory=GCSOptions)
     http: HTTPOptions = field(default_factory=HTTPOptions)

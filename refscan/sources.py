@@ -14,16 +14,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import RefscanError
+from .errors import InvalidSource
 from .manifest import Manifest
 from .options import Options
 from .store import Store
 
-__all__ = ["InvalidSource", "is_version_spec", "open_source"]
-
-
-class InvalidSource(RefscanError, ValueError):
-    """Text that names neither a manifest file nor a store version (`NAME:VER`)."""
+__all__ = ["is_version_spec", "open_source"]
 
 
 def is_version_spec(text: str) -> bool:

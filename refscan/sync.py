@@ -1,15 +1,17 @@
-"""Run a coroutine function to completion from synchronous code, even inside a running event loop."""
+"""Synchronous twins of the async API, made by one mechanism: `synchronous(afunc)`."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import ParamSpec, TypeVar
 
 import anyio
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def run_sync(func: Callable[[], Awaitable[T]]) -> T:
@@ -21,3 +23,17 @@ def run_sync(func: Callable[[], Awaitable[T]]) -> T:
         return anyio.run(func)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="refscan-sync") as pool:
         return pool.submit(anyio.run, func).result()
+
+
+def synchronous(afunc: Callable[P, Awaitable[T]]) -> Callable[P, T]:
+    """The blocking twin of coroutine function `afunc` (`ascan` → `scan`): same parameters, same result,
+    safe to call while an event loop runs in this thread."""
+
+    @functools.wraps(afunc)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        return run_sync(lambda: afunc(*args, **kwargs))
+
+    name = afunc.__name__.removeprefix("a")
+    wrapper.__name__ = wrapper.__qualname__ = name
+    wrapper.__doc__ = f"Blocking `{afunc.__name__}` (safe inside a running event loop).\n\n{afunc.__doc__ or ''}"
+    return wrapper

@@ -1,28 +1,27 @@
-"""`RefURI`: parsing and formatting of reference URIs (SPEC §3), and redaction of secrets for display.
+"""`RefURI`: the generic split of a reference, and redaction of secrets for display.
 
-Keys are taken as written (no percent-decoding); only a trailing `?versionId=…` (s3) or `?generation=<digits>`
-/ `#<digits>` (gs) is a version. `file://` URIs follow RFC 8089 and are percent-decoded; a string without a
-scheme is a local path. Parsing never touches the network.
+The scheme picks the backend; the backend parses the rest (version syntax, folders, percent-decoding) and
+formats it back (docs/behaviour.md, URIs). A string without a scheme, or with a one-letter (drive) scheme, is
+a local path. Parsing never touches the network.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import Literal
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .errors import InvalidURI, UnsupportedScheme
 
-Scheme = Literal["s3", "gs", "http", "https", "file"]
-SCHEMES: tuple[Scheme, ...] = ("s3", "gs", "http", "https", "file")
+if TYPE_CHECKING:
+    from .backends.base import Backend
+
+#: The scheme of a reference written as a plain local path.
+LOCAL_SCHEME = "file"
 
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _USERINFO_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
-_BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,221}$")
-_S3_VERSION_RE = re.compile(r"\?versionId=([^/?&#]+)$")
-_GS_VERSION_RE = re.compile(r"(?:\?generation=|#)(\d+)$")
 
 #: Query parameters whose values are credentials (presigned URLs); their values never leave refscan.
 SECRET_QUERY_PARAMS = frozenset(
@@ -42,15 +41,15 @@ REDACTED = "REDACTED"
 
 @dataclass(frozen=True)
 class RefURI:
-    """A parsed reference.
+    """A parsed reference: `scheme`, `bucket` and `key` as its backend reads them, and `version` (the pinned
+    version, as a string) or None.
 
-    - s3/gs: `bucket` and `key` (key may be empty = bucket root, or end in `/` = folder).
-    - http(s): `bucket` is the host[:port], `key` the path; `url` is the URL exactly as given.
-    - file: `bucket` is empty and `key` the absolute, percent-decoded local path.
-    `version` is the pinned S3 version id or GCS generation (as a string), else None.
+    Bucket stores: `bucket` and `key` (empty = bucket root, ending in `/` = folder). URLs: `bucket` is the
+    host[:port], `key` the path, `url` the URL exactly as given. Local files: `bucket` is empty and `key` the
+    absolute path. The backend of `scheme` defines how the text maps to these fields and back.
     """
 
-    scheme: Scheme
+    scheme: str
     bucket: str
     key: str
     version: str | None = None
@@ -58,93 +57,29 @@ class RefURI:
 
     @classmethod
     def parse(cls, text: str) -> RefURI:
-        """Parse `text`; raises `InvalidURI` or `UnsupportedScheme` (subclass of InvalidURI)."""
+        """Parse `text` with its scheme's backend (no network); raises `InvalidURI` or `UnsupportedScheme`."""
         if not isinstance(text, str) or not text:
-            raise InvalidURI("empty reference: expected s3://, gs://, http(s)://, file:// or a local path")
+            raise InvalidURI("empty reference: expected a URI such as s3://bucket/key, or a local path")
         if "\x00" in text:
             raise InvalidURI("reference contains a NUL byte")
         m = _SCHEME_RE.match(text)
-        if m is None or len(m.group(1)) == 1:  # no scheme, or a Windows drive letter: a local path
-            return cls("file", "", _normalize_local(text))
-        scheme = m.group(1).lower()
-        if scheme in ("s3", "gs"):
-            return cls._parse_bucket_uri(scheme, text)  # type: ignore[arg-type]
-        if scheme in ("http", "https"):
-            return cls._parse_http(scheme, text)  # type: ignore[arg-type]
-        if scheme == "file":
-            return cls._parse_file(text)
-        raise UnsupportedScheme(
-            f"unsupported scheme {scheme!r} in {_shown(text)}: refscan reads s3://, gs://, http(s)://, file://"
-        )
-
-    @classmethod
-    def _parse_bucket_uri(cls, scheme: Literal["s3", "gs"], text: str) -> RefURI:
-        prefix = f"{scheme}://"
-        shown = _shown(text)
-        if text[: len(prefix)].lower() != prefix:
-            raise InvalidURI(f"malformed {scheme} URI {shown}: expected {prefix}bucket/key")
-        rest = text[len(prefix) :]
-        bucket, _, key = rest.partition("/")
-        version: str | None = None
-        pattern = _S3_VERSION_RE if scheme == "s3" else _GS_VERSION_RE
-        vm = pattern.search(key) if key else pattern.search(bucket)
-        if vm is not None:
-            version = vm.group(1)
-            if key:
-                key = key[: vm.start()]
-            else:
-                bucket = bucket[: vm.start()]
-        if not _BUCKET_RE.match(bucket):
-            if "@" in text:  # s3://KEY:SECRET@bucket/... (a secret may hold '/'): never echo any part of it
-                raise InvalidURI(
-                    f"malformed {scheme} URI {shown}: no valid bucket name; credentials do not belong in the URI "
-                    "(use the standard credential chain or Options)"
-                )
-            raise InvalidURI(f"malformed {scheme} URI {shown}: {bucket!r} is not a valid bucket name")
-        if version is not None and (not key or key.endswith("/")):
-            raise InvalidURI(f"{shown}: a version can only pin an object, not a bucket or folder")
-        return cls(scheme, bucket, key, version)
-
-    @classmethod
-    def _parse_http(cls, scheme: Literal["http", "https"], text: str) -> RefURI:
+        scheme = LOCAL_SCHEME if m is None or len(m.group(1)) == 1 else m.group(1).lower()
         try:
-            parts = urlsplit(text)
-            host = parts.hostname
-            _ = parts.port  # validates the port
-        except ValueError as exc:  # urllib's message may quote the netloc, user:password included
-            detail = f": {exc}" if "@" not in text else ""
-            raise InvalidURI(f"malformed URL {_shown(text)}{detail}") from None
-        if not host or not parts.netloc:
-            raise InvalidURI(f"malformed URL {_shown(text)}: no host")
-        netloc = parts.netloc.rpartition("@")[2]
-        return cls(scheme, netloc, parts.path or "/", None, text)
-
-    @classmethod
-    def _parse_file(cls, text: str) -> RefURI:
-        try:
-            parts = urlsplit(text)
-        except ValueError as exc:  # e.g. an unbalanced '[' in the host part
-            detail = f": {exc}" if "@" not in text else ""
-            raise InvalidURI(f"malformed file URI {_shown(text)}{detail}") from None
-        if parts.netloc not in ("", "localhost"):
-            raise InvalidURI(f"file URI {_shown(text)} names a host: only local files are supported (file:///abs/path)")
-        path = unquote(parts.path)
-        if not path.startswith("/"):
-            raise InvalidURI(f"file URI {_shown(text)} must hold an absolute path (file:///abs/path)")
-        if "\x00" in path:
-            raise InvalidURI("file URI decodes to a path with a NUL byte")
-        return cls("file", "", _normalize_local(path))
-
-    # -- formatting -----------------------------------------------------------------------------
+            backend = _backend_class(scheme)
+        except UnsupportedScheme as exc:
+            raise UnsupportedScheme(f"{exc} (in {shown(text)})") from None
+        return backend.parse_uri(scheme, text)
 
     @property
-    def is_http(self) -> bool:
-        return self.scheme in ("http", "https")
+    def backend(self) -> type[Backend]:
+        """The backend class of this URI's scheme."""
+        return _backend_class(self.scheme)
 
     @property
     def is_folder(self) -> bool:
-        """True when the URI itself says "folder": the bucket root or a key ending in `/`."""
-        return not self.is_http and (self.key == "" or self.key.endswith("/"))
+        """True when the URI itself says "folder": the bucket root or a key ending in `/` (on backends that
+        have folders)."""
+        return self.backend.folders and (self.key == "" or self.key.endswith("/"))
 
     def folder(self) -> RefURI:
         """The folder this URI names when read as a prefix (`key` + `/`); the bucket root stays as is."""
@@ -157,35 +92,26 @@ class RefURI:
         return replace(self, key=key, version=version, url="")
 
     def object_ref(self) -> str:
-        """The manifest `ref` for this object: no version, secrets removed from URLs (SPEC §4)."""
-        if self.is_http:
-            return redact(self.url)
-        if self.scheme == "file":
-            return "file://" + quote(self.key, safe="/")
-        return f"{self.scheme}://{self.bucket}/{self.key}"
+        """The manifest `ref` for this object: no version, secrets removed."""
+        return self.backend.object_ref(self)
 
     def __str__(self) -> str:
-        """The URI in canonical form with its version; URLs are redacted."""
-        if self.version is None:
-            return self.object_ref()
-        if self.scheme == "s3":
-            return f"{self.object_ref()}?versionId={self.version}"
-        return f"{self.object_ref()}#{self.version}"
+        """The URI in canonical form with its version; secrets removed."""
+        return self.backend.format_uri(self)
 
 
-def _shown(text: str) -> str:
+def _backend_class(scheme: str) -> type[Backend]:
+    from .backends import backend_class  # the registry imports backends, which import this module
+
+    return backend_class(scheme)
+
+
+def shown(text: str) -> str:
     """A malformed reference as error messages quote it: redacted, and not at all when it holds an '@' (user
     info that could not be told apart, e.g. a secret key with a '/' in `s3://KEY:SECRET@bucket`)."""
     if "@" in text:
         return "(not shown: it has an '@' and may hold credentials)"
     return repr(redact(text))
-
-
-def _normalize_local(path: str) -> str:
-    """Absolute, normalized local path; a trailing separator (folder) is kept."""
-    folder = path.endswith(("/", os.sep)) and len(path) > 1
-    absolute = os.path.abspath(path)
-    return absolute + "/" if folder and absolute != "/" else absolute
 
 
 def redact(text: str) -> str:

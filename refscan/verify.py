@@ -1,8 +1,9 @@
-"""Verification: prove that what a manifest references is still exactly there (SPEC §7).
+"""Verification: prove that what a manifest references is still exactly there (docs/behaviour.md,
+Verification).
 
-Each entry is re-resolved at its recorded version (S3 version id, GCS generation) or, when unpinned, as the
-current object, and its fingerprint compared with the recorded one. `deep=True` also reads the bytes and
-checks them against the strongest hash known. Entries are checked concurrently, bounded by the scanner.
+Each entry is decoded by its backend, looked up again at its recorded version (when the backend's versions pin
+bytes) or as the current object, and the two typed fingerprints compared. `deep=True` also reads the bytes
+and recomputes the strongest recorded hash. Entries are checked concurrently, bounded by the session.
 """
 
 from __future__ import annotations
@@ -16,22 +17,45 @@ from typing import Any, Literal
 
 import anyio
 
+from .backends import Backend
 from .errors import InvalidURI, NotFound, RefscanError
-from .fingerprint import ContentHasher, Fingerprint, Match, compare, fingerprint
+from .fingerprint import MULTIPART_ETAG, ContentHasher, DeepCheck, Fingerprint, Match, compare
 from .manifest import ManifestEntry, ManifestSource, as_manifest
+from .meta import ObjectMeta
 from .options import Options
-from .resolvers import ObjectInfo, Resolver
+from .references import Recorded, is_unchecked, recorded
 from .scan import Scanner
-from .sync import run_sync
+from .session import Session
+from .sync import synchronous
 from .uri import RefURI
 
 Status = Literal["ok", "changed", "missing", "unverifiable", "error", "added"]
 STATUSES: tuple[Status, ...] = ("ok", "changed", "missing", "unverifiable", "error", "added")
 
+#: Why a result has its status, for programs (`reason` says the same for people).
+Cause = Literal[
+    "fingerprint-matches",
+    "fingerprint-differs",
+    "no-shared-fingerprint",
+    "no-validator",
+    "unchecked",
+    "stored-file",
+    "gone",
+    "pin-moved",
+    "pin-gone-content-differs",
+    "deep-matches",
+    "deep-differs",
+    "deep-impossible",
+    "hash-not-of-bytes",
+    "added",
+    "error",
+]
+
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """The outcome for one entry: `expected` / `actual` are fingerprints as dicts (None when unknown)."""
+    """The outcome for one entry: `cause` (stable, for programs) and `reason` (for people) say why;
+    `expected` / `actual` are the fingerprints as dicts (None when unknown)."""
 
     path: str
     ref: str | None
@@ -39,12 +63,14 @@ class VerifyResult:
     reason: str
     expected: dict[str, Any] | None = None
     actual: dict[str, Any] | None = None
+    cause: Cause = "error"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
             "ref": self.ref,
             "status": self.status,
+            "cause": self.cause,
             "reason": self.reason,
             "expected": self.expected,
             "actual": self.actual,
@@ -75,28 +101,12 @@ class VerifyReport:
         return {"ok": self.ok, "counts": self.counts, "results": [r.to_dict() for r in self.results]}
 
 
-def pinned_uri(entry: ManifestEntry) -> RefURI:
-    """The URI an entry's ref names, pinned to its recorded version (S3 versionID, GCS generation)."""
-    if entry.ref is None:
-        raise InvalidURI(f"{entry.path}: entry has no external reference")
-    uri = RefURI.parse(entry.ref)
-    version = entry.extra.get("versionID")
-    if uri.scheme in ("s3", "gs") and version not in (None, "", "null"):
-        return uri.child(uri.key, str(version))
-    return uri
-
-
-def is_unchecked(entry: ManifestEntry) -> bool:
-    """True for an entry recorded with checksum=False (ref = digest, nothing else)."""
-    return entry.ref == entry.digest and entry.size is None and not entry.extra
-
-
 async def read_and_check(
-    resolver: Resolver, uri: RefURI, expected: Fingerprint, *, part_size: int | None = None
-) -> tuple[Match, str]:
+    backend: Backend, uri: RefURI, expected: Fingerprint, *, part_size: int | None = None
+) -> DeepCheck:
     """Stream the object's bytes through a `ContentHasher` and check them against `expected`."""
-    hasher = ContentHasher(uri.scheme, expected, part_size=part_size)
-    async for chunk in resolver.read(uri):
+    hasher = ContentHasher(expected, part_size=part_size)
+    async for chunk in backend.read(uri):
         hasher.update(chunk)
     return hasher.check()
 
@@ -104,6 +114,7 @@ async def read_and_check(
 def _result(
     entry: ManifestEntry,
     status: Status,
+    cause: Cause,
     reason: str,
     expected: Fingerprint | None = None,
     actual: Fingerprint | None = None,
@@ -115,21 +126,23 @@ def _result(
         reason,
         expected.as_dict() if expected else None,
         actual.as_dict() if actual else None,
+        cause,
     )
 
 
-#: Entries of one bucket folder from which verify lists the folder instead of sending a HEAD per entry.
+#: Entries of one folder from which verify lists the folder instead of sending a lookup per entry.
 LIST_MIN_ENTRIES = 16
-_LISTABLE = ("s3", "gs")
+FolderKey = tuple[str, str, str]  # (scheme, bucket, folder key)
 
 
-def listing_plan(entries: Iterable[ManifestEntry]) -> dict[tuple[str, str, str], int]:
-    """Folders worth listing instead of a HEAD per entry: (scheme, bucket, folder key) → entries under it.
+def listing_plan(entries: Iterable[ManifestEntry]) -> dict[FolderKey, int]:
+    """Folders worth listing instead of a lookup per entry: (scheme, bucket, folder key) → entries under it.
 
-    Entries are grouped by their ref's parent folder; a folder inside another listed one is covered by that
-    listing (listings are recursive), so only the outermost folders are kept. Pure, no I/O.
+    Only backends whose listings carry fingerprints count. Entries are grouped by their ref's parent folder;
+    a folder inside another listed one is covered by that listing (listings are recursive), so only the
+    outermost folders are kept. Pure, no I/O.
     """
-    parents: Counter[tuple[str, str, str]] = Counter()
+    parents: Counter[FolderKey] = Counter()
     for entry in entries:
         if entry.ref is None or is_unchecked(entry):
             continue
@@ -137,9 +150,9 @@ def listing_plan(entries: Iterable[ManifestEntry]) -> dict[tuple[str, str, str],
             uri = RefURI.parse(entry.ref)
         except InvalidURI:
             continue
-        if uri.scheme in _LISTABLE:
+        if uri.backend.listing_fingerprints:
             parents[(uri.scheme, uri.bucket, uri.key.rpartition("/")[0] + "/" if "/" in uri.key else "")] += 1
-    plan: dict[tuple[str, str, str], int] = {}
+    plan: dict[FolderKey, int] = {}
     for (scheme, bucket, folder), count in sorted(parents.items(), key=lambda item: len(item[0][2])):
         outer = next((k for k in plan if k[:2] == (scheme, bucket) and folder.startswith(k[2])), None)
         if outer is not None:
@@ -152,22 +165,22 @@ def listing_plan(entries: Iterable[ManifestEntry]) -> dict[tuple[str, str, str],
 class _Verifier:
     """Checks entries one by one; objects already seen in a folder listing (`prefetch`) need no request."""
 
-    def __init__(self, scanner: Scanner, deep: bool) -> None:
-        self.scanner = scanner
+    def __init__(self, session: Session, deep: bool) -> None:
+        self.session = session
         self.deep = deep
-        self.listed: dict[tuple[str, str, str], ObjectInfo] = {}
+        self.listed: dict[FolderKey, ObjectMeta] = {}
 
     async def prefetch(self, entries: list[ManifestEntry]) -> None:
-        """List the folders many entries live in, concurrently. A listing that fails only means HEADs later."""
+        """List the folders many entries live in, concurrently. A listing that fails only means lookups later."""
 
         async def one(scheme: str, bucket: str, folder: str, count: int) -> None:
             try:
-                resolver = await self.scanner.resolver(scheme)
-                # room for objects added since the scan; past that, the entries not seen get their own HEAD
-                async with aclosing(resolver.list(RefURI(scheme, bucket, folder), 2 * count + 1000)) as batches:  # type: ignore[arg-type]
+                backend = await self.session.backend(scheme)
+                # room for objects added since the scan; past that, the entries not seen get their own lookup
+                async with aclosing(backend.list(RefURI(scheme, bucket, folder), 2 * count + 1000)) as batches:
                     async for batch in batches:
-                        for info in batch:
-                            self.listed[(scheme, bucket, info.key)] = info
+                        for meta in batch:
+                            self.listed[(scheme, bucket, meta.key)] = meta
             except RefscanError:
                 return
 
@@ -175,77 +188,75 @@ class _Verifier:
             for (scheme, bucket, folder), count in listing_plan(entries).items():
                 tg.start_soon(one, scheme, bucket, folder, count)
 
-    async def _current(self, resolver: Resolver, uri: RefURI) -> ObjectInfo:
+    async def _current(self, backend: Backend, uri: RefURI) -> ObjectMeta:
         """The object at `uri` (pinned version if any): from a prefetched listing when it holds exactly that
         version, else one lookup."""
-        info = self.listed.get((uri.scheme, uri.bucket, uri.key))
-        if info is not None and (uri.version is None or info.version == uri.version):
-            return info
-        return await resolver.stat(uri)
+        meta = self.listed.get((uri.scheme, uri.bucket, uri.key))
+        if meta is not None and (uri.version is None or meta.version == uri.version):
+            return meta
+        return await backend.stat(uri)
 
     async def check(self, entry: ManifestEntry) -> VerifyResult:
         if entry.ref is None:
-            return _result(entry, "unverifiable", "a stored file, not a reference")
+            return _result(entry, "unverifiable", "stored-file", "a stored file, not a reference")
         if is_unchecked(entry):
-            return _result(entry, "unverifiable", "recorded with checksum=False: nothing to compare")
+            return _result(entry, "unverifiable", "unchecked", "recorded with checksum=False: nothing to compare")
         try:
-            uri = pinned_uri(entry)
+            rec = recorded(entry)
         except InvalidURI as exc:
-            return _result(entry, "error", str(exc))
-        expected = fingerprint(uri.scheme, entry.digest, entry.size, entry.extra)
-        if not expected.provable:
-            return _result(entry, "unverifiable", "no validator recorded (the server sent no ETag or hash)", expected)
+            return _result(entry, "error", "error", str(exc))
+        if not rec.fingerprint.provable:
+            why = "no validator recorded (the server sent no ETag or hash)"
+            return _result(entry, "unverifiable", "no-validator", why, rec.fingerprint)
         try:
-            return await self._check(entry, uri, expected)
+            return await self._check(entry, rec)
         except RefscanError as exc:
-            return _result(entry, "error", str(exc), expected)
+            return _result(entry, "error", "error", str(exc), rec.fingerprint)
 
-    async def _check(self, entry: ManifestEntry, uri: RefURI, expected: Fingerprint) -> VerifyResult:
-        resolver = await self.scanner.resolver(uri.scheme)
+    async def _check(self, entry: ManifestEntry, rec: Recorded) -> VerifyResult:
+        backend = await self.session.backend(rec.uri.scheme)
+        expected, uri = rec.fingerprint, rec.uri
         try:
-            info = await self._current(resolver, uri)
+            meta = await self._current(backend, uri)
         except NotFound:
             if uri.version is None:
-                return _result(entry, "missing", "the object no longer exists", expected)
-            return await self._pin_gone(entry, uri, resolver, expected)
-        actual = fingerprint(uri.scheme, info.digest, info.size, info.extra)
+                return _result(entry, "missing", "gone", "the object no longer exists", expected)
+            return await self._pin_gone(entry, rec, backend)
+        actual = rec.backend.fingerprint(meta)
         match = compare(expected, actual)
         if match is Match.DIFFERENT:
-            return _result(entry, "changed", "the content fingerprint differs", expected, actual)
+            return _result(entry, "changed", "fingerprint-differs", "the content fingerprint differs", expected, actual)
         if match is Match.UNKNOWN:
-            return _result(entry, "unverifiable", "no fingerprint both sides share", expected, actual)
+            why = "no fingerprint both sides share"
+            return _result(entry, "unverifiable", "no-shared-fingerprint", why, expected, actual)
         if not self.deep:
-            return _result(entry, "ok", "fingerprint matches", expected, actual)
-        part_size = await _part_size(resolver, uri, entry)
-        deep, why = await read_and_check(resolver, uri, expected, part_size=part_size)
-        if deep is Match.UNKNOWN:
-            return _result(entry, "ok", f"fingerprint matches; deep check impossible: {why}", expected, actual)
-        if deep is Match.SAME:
-            return _result(entry, "ok", f"deep check: {why}", expected, actual)
-        if info.extra.get("sse") and why.startswith("etag"):
-            why = f"the ETag of an object encrypted with {info.extra['sse']} is not its MD5 ({why})"
-            return _result(entry, "unverifiable", why, expected, actual)
-        return _result(entry, "changed", f"deep check: {why}", expected, actual)
+            return _result(entry, "ok", "fingerprint-matches", "fingerprint matches", expected, actual)
+        part_size = await backend.part_size(uri) if MULTIPART_ETAG in expected.kinds() else None
+        deep = await read_and_check(backend, uri, expected, part_size=part_size)
+        if deep.match is Match.UNKNOWN:
+            why = f"fingerprint matches; deep check impossible: {deep.detail}"
+            return _result(entry, "ok", "deep-impossible", why, expected, actual)
+        if deep.match is Match.SAME:
+            return _result(entry, "ok", "deep-matches", f"deep check: {deep.detail}", expected, actual)
+        if deep.kind is not None and deep.kind != "size" and deep.kind not in actual.kinds():
+            # the store no longer offers that kind for this object: the recorded value is not a hash of its bytes
+            encrypted = f" of an object encrypted with {meta.encryption}" if meta.encryption else ""
+            why = f"the recorded {deep.kind}{encrypted} is not a hash of its bytes ({deep.detail})"
+            return _result(entry, "unverifiable", "hash-not-of-bytes", why, expected, actual)
+        return _result(entry, "changed", "deep-differs", f"deep check: {deep.detail}", expected, actual)
 
-    async def _pin_gone(
-        self, entry: ManifestEntry, uri: RefURI, resolver: Resolver, expected: Fingerprint
-    ) -> VerifyResult:
+    async def _pin_gone(self, entry: ManifestEntry, rec: Recorded, backend: Backend) -> VerifyResult:
+        uri, expected = rec.uri, rec.fingerprint
         try:
-            current = await resolver.stat(uri.child(uri.key))
+            current = await backend.stat(uri.child(uri.key))
         except NotFound:
-            return _result(entry, "missing", f"version {uri.version} and the object are gone", expected)
-        actual = fingerprint(uri.scheme, current.digest, current.size, current.extra)
+            return _result(entry, "missing", "gone", f"version {uri.version} and the object are gone", expected)
+        actual = rec.backend.fingerprint(current)
         if compare(expected, actual) is Match.SAME:
             why = f"pinned version {uri.version} is gone; the current object has identical content (the pin moved)"
-            return _result(entry, "ok", why, expected, actual)
+            return _result(entry, "ok", "pin-moved", why, expected, actual)
         why = f"pinned version {uri.version} is gone and the object now holds different content"
-        return _result(entry, "changed", why, expected, actual)
-
-
-async def _part_size(resolver: Resolver, uri: RefURI, entry: ManifestEntry) -> int | None:
-    """The part size behind a multipart ETag (`<hex>-<parts>`), when the resolver can tell it."""
-    etag = str(entry.extra.get("etag") or entry.digest)
-    return await resolver.part_size(uri) if "-" in etag else None
+        return _result(entry, "changed", "pin-gone-content-differs", why, expected, actual)
 
 
 async def averify(
@@ -266,8 +277,8 @@ async def averify(
     entries = list(as_manifest(source))
     results: list[VerifyResult | None] = [None] * len(entries)
     added: list[VerifyResult] = []
-    async with Scanner(options) as scanner:
-        verifier = _Verifier(scanner, deep)
+    async with Session(options) as session:
+        verifier = _Verifier(session, deep)
         await verifier.prefetch(entries)
         todo = iter(range(len(entries)))
 
@@ -278,21 +289,17 @@ async def averify(
                     on_result(outcome)
 
         async with anyio.create_task_group() as tg:
-            for _ in range(min(len(entries), 2 * scanner.options.concurrency)):
+            for _ in range(min(len(entries), 2 * session.options.concurrency)):
                 tg.start_soon(worker)
         known = {e.ref for e in entries}
+        scanner = Scanner(session=session)
         for folder in rescan:
             async for found in scanner.iter_scan(folder, max_objects=sys.maxsize):
                 if found.ref not in known:
-                    actual = fingerprint(RefURI.parse(folder).scheme, found.digest, found.size, found.extra)
-                    added.append(
-                        _result(found, "added", f"new under {folder} since the manifest was made", None, actual)
-                    )
+                    actual = recorded(found).fingerprint
+                    why = f"new under {folder} since the manifest was made"
+                    added.append(_result(found, "added", "added", why, None, actual))
     return VerifyReport(tuple(r for r in results if r is not None) + tuple(added))
 
 
-def verify(
-    source: ManifestSource, *, deep: bool = False, options: Options | None = None, rescan: Iterable[str] = ()
-) -> VerifyReport:
-    """Synchronous `averify`; safe inside a running event loop."""
-    return run_sync(lambda: averify(source, deep=deep, options=options, rescan=rescan))
+verify = synchronous(averify)

@@ -15,9 +15,8 @@ import click
 import structlog
 
 from .. import __version__
-from ..errors import InvalidName, InvalidURI, RefscanError
+from ..errors import InvalidName, InvalidSource, InvalidURI, RefscanError
 from ..options import Options, S3Options
-from ..sources import InvalidSource
 from .context import Context
 from .demo import demo
 from .local_store import log_command, ls_command, versions

@@ -8,9 +8,10 @@ from contextlib import contextmanager
 import click
 from rich.console import Console
 
+from ..errors import InvalidSource
 from ..manifest import Manifest
 from ..options import Options
-from ..sources import InvalidSource, open_source
+from ..sources import open_source
 from ..store import Store
 from .progress import Advance, progress_bar
 

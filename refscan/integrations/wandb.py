@@ -5,12 +5,12 @@
 
 Entries are `wandb.sdk.artifacts.artifact_manifest_entry.ArtifactManifestEntry` objects with the fields W&B's
 own storage handlers write (path, ref, digest, size, extra.etag, extra.versionID; GCS generations as int), so
-W&B's download code (`load_path`) accepts them. Where W&B 0.31 is wrong (SPEC §3–§5: sibling prefixes,
+W&B's download code (`load_path`) accepts them. Where W&B 0.31 is wrong (sibling prefixes,
 zero-byte S3 files, empty folders, truncation at max_objects, explicit S3 versions, GCS bucket roots), refscan's
 behaviour wins; docs/wandb.md lists every deliberate difference.
 
 Every call is all-or-nothing: the scan finishes and every new path is checked against the artifact before
-the first entry is added. References refscan cannot read (schemes other than s3/gs/http(s)/file, Azure blob
+the first entry is added. References refscan cannot read (schemes without a refscan backend, Azure blob
 URLs, entries of other artifacts) are passed to W&B's own `add_reference` unchanged.
 """
 
@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
 
-from ..errors import InvalidURI, MissingDependency, PathConflict, RefscanError
+from ..backends import backend_class
+from ..errors import InvalidURI, MissingDependency, PathConflict, RefscanError, UnsupportedScheme
 from ..manifest import ManifestEntry
+from ..naming import check_clashes, parent_folders
 from ..options import Options
 from ..scan import Scanner, ScanRequest
-from ..sync import run_sync
-from ..uri import SCHEMES
+from ..sync import synchronous
 
 try:
     import wandb
@@ -47,10 +49,6 @@ __all__ = [
     "to_wandb_entry",
 ]
 
-#: Hosts W&B reads with its Azure handler (blob listing); refscan would treat them as single HTTP objects.
-_AZURE_SUFFIX = ".blob.core.windows.net"
-
-
 # -- conversion ---------------------------------------------------------------------------------------------
 
 
@@ -67,14 +65,16 @@ def to_wandb_entry(entry: ManifestEntry) -> ArtifactManifestEntry:
 
 def _delegated(uri: str | ArtifactManifestEntry) -> bool:
     """True when W&B, not refscan, should read `uri`: another artifact's entry, a scheme refscan has no
-    resolver for (W&B tracks those by URI), or an Azure blob URL (W&B lists Azure prefixes)."""
+    backend for (W&B tracks those by URI), or a URL its backend leaves to W&B (`Backend.delegated_to_wandb`)."""
     if not isinstance(uri, str):
         return True
-    parts = urlsplit(uri)
-    scheme = parts.scheme.lower()
-    if len(scheme) > 1 and scheme not in SCHEMES:
+    scheme = urlsplit(uri).scheme.lower()
+    if len(scheme) <= 1:
+        return False
+    try:
+        return backend_class(scheme).delegated_to_wandb(uri)
+    except UnsupportedScheme:
         return True
-    return scheme == "https" and (parts.hostname or "").lower().endswith(_AZURE_SUFFIX)
 
 
 def _check_is_uri(uri: str) -> None:
@@ -112,9 +112,25 @@ def _check_can_add(artifact: Any) -> None:
     ensure_not_finalized(_add_reference_probe)(artifact)
 
 
-def _parents(path: str) -> list[str]:
-    parts = path.split("/")
-    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+@dataclass(frozen=True)
+class _Path:
+    path: str
+    digest: str
+
+
+class _Existing:
+    """The paths of a W&B manifest as the clash rule reads them (`refscan.naming.TakenPaths`)."""
+
+    def __init__(self, entries: dict[str, Any]) -> None:
+        self.entries = entries
+        self.folders = {folder for path in entries for folder in parent_folders(path)}
+
+    def digest_at(self, path: str) -> str | None:
+        entry = self.entries.get(path)
+        return str(entry.digest) if entry is not None else None
+
+    def is_folder(self, path: str) -> bool:
+        return path in self.folders
 
 
 def _commit(artifact: Any, batches: Sequence[Sequence[ManifestEntry]]) -> list[list[ArtifactManifestEntry]]:
@@ -139,15 +155,8 @@ def _commit(artifact: Any, batches: Sequence[Sequence[ManifestEntry]]) -> list[l
                 f"the new one is {entry.digest!r}); pass a different name="
             )
         staged[path] = entry
-    if staged:
-        folders = {f for p in existing for f in _parents(p)}
-        new_folders = {f for p in staged for f in _parents(p)}
-        for path in staged:
-            if path in folders or path in new_folders:
-                raise PathConflict(f"path {path!r} would be both a file and a folder in the artifact")
-        for folder in new_folders:
-            if folder in existing or folder in staged:
-                raise PathConflict(f"path {folder!r} would be both a file and a folder in the artifact")
+    fresh = [_Path(path, entry.digest) for path, entry in staged.items() if path not in existing]
+    check_clashes(fresh, _Existing(existing), where="in the artifact")
     before = dict(existing)
     try:
         for entry in staged.values():
@@ -170,7 +179,14 @@ async def aadd_reference(
     max_objects: int | None = None,
     options: Options | None = None,
 ) -> list[ArtifactManifestEntry]:
-    """Async `add_reference`: scan `uri` with refscan and add its entries to `artifact`, all or none."""
+    """Drop-in for `artifact.add_reference(uri, name, checksum, max_objects)`, scanned by refscan.
+
+    Returns the W&B entries added, in path order. Raises refscan errors (`NotFound`, `TooManyObjects`,
+    `AccessDenied`, `PathConflict`, ...) or W&B's own error for a finalized artifact; on any error the
+    artifact is unchanged. `max_objects=None` means refscan's default, 10,000 (W&B's is 10,000,000).
+    `options` configures refscan (endpoints, credentials, concurrency); without it the environment W&B reads
+    applies (AWS_S3_ENDPOINT_URL, AWS_REGION, STORAGE_EMULATOR_HOST, ...).
+    """
     if _delegated(uri):  # W&B's own, blocking add_reference: run it off the event loop
         added = await anyio.to_thread.run_sync(
             lambda: artifact.add_reference(uri, name=name, checksum=checksum, max_objects=max_objects)
@@ -186,23 +202,7 @@ async def aadd_reference(
     return _commit(artifact, [entries])[0]
 
 
-def add_reference(
-    artifact: wandb.Artifact,
-    uri: str | ArtifactManifestEntry,
-    name: str | os.PathLike[str] | None = None,
-    checksum: bool = True,
-    max_objects: int | None = None,
-    options: Options | None = None,
-) -> list[ArtifactManifestEntry]:
-    """Drop-in for `artifact.add_reference(uri, name, checksum, max_objects)`, scanned by refscan.
-
-    Returns the W&B entries added, in path order. Raises refscan errors (`NotFound`, `TooManyObjects`,
-    `AccessDenied`, `PathConflict`, ...) or W&B's own error for a finalized artifact; on any error the
-    artifact is unchanged. `max_objects=None` means refscan's default, 10,000 (W&B's is 10,000,000).
-    `options` configures refscan (endpoints, credentials, concurrency); without it the environment W&B reads
-    applies (AWS_S3_ENDPOINT_URL, AWS_REGION, STORAGE_EMULATOR_HOST, ...). Safe while an event loop runs.
-    """
-    return run_sync(lambda: aadd_reference(artifact, uri, name, checksum, max_objects, options))
+add_reference = synchronous(aadd_reference)
 
 
 def _requests(uris_or_requests: Iterable[str | ScanRequest]) -> list[ScanRequest]:
@@ -221,7 +221,11 @@ async def aadd_references(
     uris_or_requests: Iterable[str | ScanRequest],
     options: Options | None = None,
 ) -> list[list[ArtifactManifestEntry]]:
-    """Async `add_references`: scan many references concurrently with one `Scanner`, add all or none."""
+    """Add many references (URIs, or `refscan.ScanRequest`s carrying name/checksum/max_objects) at once.
+
+    One `Scanner` (shared clients, bounded concurrency) scans them all concurrently; if any scan fails or any
+    two entries conflict, nothing is added. Returns the W&B entries of each reference, in request order.
+    """
     requests = _requests(uris_or_requests)
     _check_can_add(artifact)
     async with Scanner(options) as scanner:
@@ -229,15 +233,4 @@ async def aadd_references(
     return _commit(artifact, results)
 
 
-def add_references(
-    artifact: wandb.Artifact,
-    uris_or_requests: Iterable[str | ScanRequest],
-    options: Options | None = None,
-) -> list[list[ArtifactManifestEntry]]:
-    """Add many references (URIs, or `refscan.ScanRequest`s carrying name/checksum/max_objects) at once.
-
-    One `Scanner` (shared clients, bounded concurrency) scans them all concurrently; if any scan fails or any
-    two entries conflict, nothing is added. Returns the W&B entries of each reference, in request order.
-    """
-    requests = _requests(uris_or_requests)
-    return run_sync(lambda: aadd_references(artifact, requests, options))
+add_references = synchronous(aadd_references)

@@ -17,14 +17,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote, urlencode
 
 from ..artifact import Artifact, validate_name
 from ..errors import InvalidName, InvalidURI, NotFound, SealedGroup, TypeConflict
 from ..manifest import ManifestEntry, manifest_digest
 from ..naming import check_clashes
 from ..options import Options
-from ..uri import RefURI
+from ..references import recorded
 from .db import Database
 from .objects import object_path, store_copies
 from .records import LATEST, ArtifactVersion, FileRow, LineageRow, load_version
@@ -56,31 +55,14 @@ def _user_aliases(aliases: Iterable[str]) -> tuple[str, ...]:
 
 
 def _direct_url(entry: ManifestEntry, options: Options) -> str:
-    """Where the bytes of the reference entry `entry` (its `ref` is set) can be fetched directly: S3
-    virtual-host URL (path style under a configured endpoint) with `?versionId=`, GCS URL with
-    `?generation=`, the ref itself for anything else (http(s), file://, unparsable refs).
-
-    The only place in the store that knows about schemes."""
+    """Where the bytes of the reference entry `entry` (its `ref` is set) can be fetched directly, as its
+    backend says (pinned to the recorded version); the ref itself when it cannot be parsed."""
     assert entry.ref is not None
     try:
-        uri = RefURI.parse(entry.ref)
+        rec = recorded(entry)
     except InvalidURI:
         return entry.ref
-    if uri.scheme not in ("s3", "gs"):
-        return entry.ref
-    key = quote(uri.key, safe="/")
-    version = uri.version or entry.extra.get("versionID")
-    if uri.scheme == "s3":
-        endpoint = options.s3.resolved_endpoint_url()
-        url = (
-            f"{endpoint.rstrip('/')}/{uri.bucket}/{key}" if endpoint else f"https://{uri.bucket}.s3.amazonaws.com/{key}"
-        )
-        param = "versionId"
-    else:
-        endpoint = options.gcs.resolved_endpoint_url() or "https://storage.googleapis.com"
-        url = f"{endpoint.rstrip('/')}/{uri.bucket}/{key}"
-        param = "generation"
-    return f"{url}?{urlencode({param: version})}" if version is not None else url
+    return rec.backend.direct_url(rec.uri, options)
 
 
 class _PendingPaths:

@@ -20,7 +20,7 @@ from aiohttp import web
 
 import refscan
 from refscan import AccessDenied, BackendError, HTTPOptions, InvalidURI, NotFound, Options, Scanner
-from refscan.resolvers.http import HTTPResolver
+from refscan.backends.http import HTTPBackend
 from refscan.uri import RefURI
 from tests.servers.apps import serve_app
 from tests.servers.nginx import NginxServer
@@ -87,7 +87,7 @@ def test_nginx_directory_url_is_a_clear_error(tree: NginxServer) -> None:
 
 @pytest.mark.anyio
 async def test_nginx_range_probe_matches_head(tree: NginxServer) -> None:
-    r = HTTPResolver(Options(), anyio.CapacityLimiter(4))
+    r = HTTPBackend(Options(), anyio.CapacityLimiter(4))
     async with r:
         for rel in ("http-tree/data/hello.txt", "http-tree/data/empty.txt"):
             uri = RefURI.parse(tree.url(rel))
@@ -467,7 +467,7 @@ def test_stored_gzip_reports_encoded_size(app: tuple[str, Stats]) -> None:
 @pytest.mark.anyio
 async def test_read_yields_bytes_as_served(app: tuple[str, Stats]) -> None:
     base, _ = app
-    async with HTTPResolver(Options(), anyio.CapacityLimiter(4)) as r:
+    async with HTTPBackend(Options(), anyio.CapacityLimiter(4)) as r:
         data = b"".join([c async for c in r.read(RefURI.parse(f"{base}/stored.csv"))])
         assert data == GZ
         assert gzip.decompress(data) == PAYLOAD

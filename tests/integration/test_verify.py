@@ -1,4 +1,4 @@
-"""verify and download against the real servers, for every scheme (SPEC §7, §8; issue 7).
+"""verify and download against the real servers, for every scheme (docs/behaviour.md, Verification and Download).
 
 Each backend adapter seeds, overwrites and deletes objects on a real server; the same scenarios then run on
 S3 (versioned and not), GCS (versioned and not) and HTTP (nginx), plus a lying aiohttp server for deep mode.
@@ -196,7 +196,8 @@ def test_s3_multipart_etag_is_recomputed_in_deep_mode(s3_server: S3Server) -> No
     assert entries[0].digest.endswith("-2")
     [result] = refscan.verify(entries, deep=True, options=backend.options).results
     assert result.status == "ok"
-    assert result.reason == "deep check: etag of the content matches"
+    assert result.reason == "deep check: multipartETag of the content matches"
+    assert result.cause == "deep-matches"
 
 
 @pytest.fixture
@@ -227,8 +228,9 @@ def test_deep_mode_catches_same_size_content_behind_a_lying_server(
     assert statuses(refscan.verify(entries)) == {"file.bin": "ok"}  # metadata cannot tell
     [result] = refscan.verify(entries, deep=True).results
     assert result.status == "changed"
-    assert "contentMD5" in result.reason
-    with pytest.raises(refscan.DownloadError, match="contentMD5"):
+    assert result.cause == "deep-differs"
+    assert "md5 of the content is" in result.reason
+    with pytest.raises(refscan.DownloadError, match="md5 of the content is"):
         refscan.download(entries, tmp_path)
     assert list(tmp_path.iterdir()) == []  # nothing written, no temp file left
 

@@ -3,7 +3,7 @@
 - Parity: on every case where W&B 0.31 is right, W&B's own `Artifact.add_reference` and refscan's drop-in give
   the same path, ref, digest, size, extra.etag and extra.versionID (GCS: int), and equal manifest digests.
 - W&B's own S3, GCS and HTTP handlers download refscan's entries (`load_path(entry, local=True)`).
-- Deliberate differences (SPEC §3-§5, docs/wandb.md) are asserted as differences: what W&B does, what refscan
+- Deliberate differences (docs/wandb.md) are asserted as differences: what W&B does, what refscan
   does instead.
 
 W&B is pointed at the servers the way its users do it: AWS_S3_ENDPOINT_URL + AWS_REGION (S3),
@@ -284,7 +284,7 @@ def test_http_handler_loads_refscan_entries(stores: Stores) -> None:
         assert loaded(HTTPHandler(session), entries) == {"f.csv": b"a,b\n1,2\n"}
 
 
-# -- deliberate differences (SPEC §3-§5) --------------------------------------------------------------------
+# -- deliberate differences (docs/wandb.md) -----------------------------------------------------------------
 
 
 @pytest.mark.usefixtures("s3_wb")
@@ -301,7 +301,7 @@ def test_sibling_prefix_s3(stores: Stores) -> None:
 
 @pytest.mark.usefixtures("gcs_env")
 def test_sibling_prefix_gcs(stores: Stores) -> None:
-    """On GCS, W&B 0.31 does not fail (SPEC says it does on S3): it silently adds `data2/y.bin` as `y.bin`
+    """On GCS, W&B 0.31 does not fail (it does on S3): it silently adds `data2/y.bin` as `y.bin`
     with the folder's own URI as its ref, an entry no download can resolve."""
     uri = f"gs://{stores.gs}/data"
     _, wb = wandb_add(uri)
@@ -358,7 +358,7 @@ def test_max_objects_exceeded(scheme: str, stores: Stores, request: pytest.Fixtu
 
 
 def test_default_max_objects_differs() -> None:
-    """W&B's default limit is 10,000,000 objects; refscan's (SPEC §1) is 10,000: pass max_objects= above it."""
+    """W&B's default limit is 10,000,000 objects; refscan's is 10,000: pass max_objects= above it."""
     assert WANDB_DEFAULT_MAX_OBJECTS == 10_000_000
     assert refscan.DEFAULT_MAX_OBJECTS == 10_000
 
@@ -414,7 +414,7 @@ def test_gcs_bucket_root(gcs_server: GCSServer, gcs_bucket: str) -> None:
 
 @pytest.mark.usefixtures("s3_wb")
 def test_s3_bucket_root(s3_server: S3Server, s3_bucket: str) -> None:
-    """Not in SPEC's list: at an S3 bucket root W&B matches keys against the prefix '.' as a substring, so a
+    """Not in docs/wandb.md's list: at an S3 bucket root W&B matches keys against the prefix '.' as a substring, so a
     nested key without a '.' gets its base name as path and the bucket as ref. refscan: full keys."""
     s3_server.put_objects(s3_bucket, {"a.txt": b"a", "dir/b.txt": b"bb", "dir/noext": b"n"})
     uri = f"s3://{s3_bucket}"
@@ -432,7 +432,7 @@ def test_s3_bucket_root(s3_server: S3Server, s3_bucket: str) -> None:
 
 @pytest.mark.usefixtures("s3_wb", "gcs_env")
 def test_checksum_false_paths_and_versions(stores: Stores) -> None:
-    """Not in SPEC's list of W&B bugs, but SPEC §4: without checksum the path is the last component and the
+    """Not a listed W&B bug, but refscan's naming rule: without checksum the path is the last component and the
     version stays in ref/digest. W&B uses the whole key as path and drops `?versionId=`."""
     nested = f"s3://{stores.s3}/checkpoints/model.h5"
     assert rows(wandb_add(nested, checksum=False)[1]) == [("checkpoints/model.h5", nested, nested, None, None, None)]
@@ -475,7 +475,7 @@ def http_app() -> web.Application:
 
 
 def test_http_weak_etag_and_redirect(serve_app: Callable[[web.Application], str]) -> None:
-    """Not in SPEC's list: W&B strips quotes off a weak ETag (`W/"w-1`, half a token) and records the redirect
+    """Not in docs/wandb.md's list: W&B strips quotes off a weak ETag (`W/"w-1`, half a token) and records the redirect
     target as ref; refscan keeps `W/"w-1"` and the URL as given."""
     base = serve_app(http_app())
     (w,) = wandb_add(f"{base}/weak.txt")[1]
@@ -620,3 +620,42 @@ def test_missing_wandb_raises_missing_dependency(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(refscan.MissingDependency, match=r"pip install 'refscan\[wandb\]'") as info:
         importlib.import_module("refscan.integrations.wandb")
     assert isinstance(info.value, ImportError)
+
+
+# -- manifests W&B wrote, verified by refscan ---------------------------------------------------------------
+
+
+def wandb_manifest(art: Any) -> refscan.Manifest:
+    """The manifest W&B itself writes for `art` (its own JSON), read by refscan."""
+    return refscan.Manifest.from_dict(art.manifest.to_manifest_json())
+
+
+@pytest.mark.usefixtures("gcs_env")
+def test_gcs_manifest_written_by_wandb_verifies(stores: Stores, gcs_server: GCSServer) -> None:
+    """W&B records a GCS object as digest = etag and extra.versionID = generation, nothing else (no md5 or
+    crc32c): the generation is the proof (its bytes never change); unpinned, the etag is."""
+    bucket = gcs_server.create_bucket()
+    gcs_server.upload_many(bucket, {"w/a.bin": b"alpha", "w/b.bin": b"beta"})
+    art, added = wandb_add(f"gs://{bucket}/w")
+    assert {tuple(e.extra) for e in added} == {("versionID",)}  # what W&B 0.31 writes
+    manifest = wandb_manifest(art)
+    report = refscan.verify(manifest)
+    assert [(r.path, r.status, r.cause) for r in report.results] == [
+        ("a.bin", "ok", "fingerprint-matches"),
+        ("b.bin", "ok", "fingerprint-matches"),
+    ]
+    unpinned = [refscan.ManifestEntry(e.path, e.digest, e.ref, e.size) for e in manifest]
+    assert refscan.verify(unpinned).counts["ok"] == 2
+
+    gcs_server.upload(bucket, "w/a.bin", b"ALPHA")  # a new generation; the recorded one is gone (unversioned)
+    by_path = {r.path: r for r in refscan.verify(manifest).results}
+    assert (by_path["a.bin"].status, by_path["a.bin"].cause) == ("changed", "pin-gone-content-differs")
+    assert by_path["b.bin"].status == "ok"
+    assert {r.path: r.status for r in refscan.verify(unpinned).results} == {"a.bin": "changed", "b.bin": "ok"}
+
+
+@pytest.mark.usefixtures("s3_wb")
+def test_s3_manifest_written_by_wandb_verifies(stores: Stores) -> None:
+    art, _ = wandb_add(f"s3://{stores.s3v}/m.bin")
+    report = refscan.verify(wandb_manifest(art))
+    assert [(r.path, r.status) for r in report.results] == [("m.bin", "ok")]

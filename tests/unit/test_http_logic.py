@@ -1,4 +1,4 @@
-"""Pure logic of the HTTP resolver: header parsing, digests, retry policy, URL handling (no network)."""
+"""Pure logic of the HTTP backend: header parsing, digests, retry policy, URL handling (no network)."""
 
 from __future__ import annotations
 
@@ -9,19 +9,29 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from refscan import InvalidURI, Options
-from refscan.resolvers.http import (
-    HTTPResolver,
-    backoff_delay,
+from refscan.backends.http import (
+    HTTPBackend,
     describe_exception,
-    digest_from_etag,
-    extra_from_headers,
     is_retryable_status,
+    object_meta,
     parse_content_length,
     parse_content_range_total,
     parse_retry_after,
     request_url,
 )
+from refscan.options import RetryPolicy
+from refscan.retry import backoff_delay
 from refscan.uri import RefURI
+
+URL = RefURI.parse("https://h/x?sig=s3cr3t")
+
+
+def digest_from_etag(etag: str | None) -> str:
+    return HTTPBackend.encode(object_meta(URL, {"ETag": etag} if etag is not None else {}, 1))[0]
+
+
+def extra_from_headers(headers: CIMultiDictProxy[str]) -> dict[str, object]:
+    return HTTPBackend.encode(object_meta(URL, headers, 1))[1]
 
 
 @pytest.mark.parametrize(
@@ -30,13 +40,13 @@ from refscan.uri import RefURI
         ('"abc-12"', "abc-12"),
         ('W/"abc"', 'W/"abc"'),
         ("abc", "abc"),  # unquoted (non-compliant) ETag kept as sent
-        ('""', "URL"),
-        ("W/", "URL"),
-        (None, "URL"),
+        ('""', "https://h/x?sig=REDACTED"),
+        ("W/", "https://h/x?sig=REDACTED"),
+        (None, "https://h/x?sig=REDACTED"),
     ],
 )
 def test_digest_from_etag(etag: str | None, digest: str) -> None:
-    assert digest_from_etag(etag, "URL") == digest
+    assert digest_from_etag(etag) == digest
 
 
 def test_extra_from_headers_picks_validators_and_checksums() -> None:
@@ -100,11 +110,11 @@ def test_retry_after_seconds_and_http_date() -> None:
 
 def test_backoff_delay_grows_with_jitter_and_is_capped() -> None:
     for attempt in range(1, 6):
-        d = backoff_delay(attempt, 0.5, 4.0)
+        d = backoff_delay(RetryPolicy(backoff=0.5, max_backoff=4.0), attempt)
         nominal = min(4.0, 0.5 * 2 ** (attempt - 1))
         assert nominal / 2 <= d <= nominal
-    assert backoff_delay(1, 0.5, 4.0, retry_after=2.0) == 2.0
-    assert backoff_delay(1, 0.5, 4.0, retry_after=3600.0) == 4.0
+    assert backoff_delay(RetryPolicy(backoff=0.5, max_backoff=4.0), 1, retry_after=2.0) == 2.0
+    assert backoff_delay(RetryPolicy(backoff=0.5, max_backoff=4.0), 1, retry_after=3600.0) == 4.0
 
 
 @pytest.mark.parametrize(
@@ -131,7 +141,7 @@ def test_describe_exception_has_no_url() -> None:
 
 def test_list_is_refused() -> None:
     async def main() -> None:
-        async with HTTPResolver(Options(), anyio.CapacityLimiter(1)) as r:
+        async with HTTPBackend(Options(), anyio.CapacityLimiter(1)) as r:
             with pytest.raises(InvalidURI, match="never expanded"):
                 r.list(RefURI.parse("https://h/d/"), 10)
 

@@ -125,8 +125,8 @@ async def test_scanner_reuses_resolvers_and_scans_many(tree: Path) -> None:
         results = await scanner.scan_many(
             [ScanRequest(str(tree / "images"), name="img"), str(tree / "hello.txt"), str(tree / "model.h5")]
         )
-        first = await scanner.resolver("file")
-        assert first is await scanner.resolver("file")
+        first = await scanner.session.backend("file")
+        assert first is await scanner.session.backend("file")
     assert [paths(r) for r in results] == [["img/cat.png", "img/dog.png"], ["hello.txt"], ["model.h5"]]
 
 

@@ -1,16 +1,18 @@
-"""verify and download end to end on file:// references, plus the fingerprint rules (SPEC §7, §8)."""
+"""verify and download end to end on file:// references, plus the fingerprint rules of each backend's codec."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import refscan
 from refscan import Manifest, ManifestEntry, PathConflict, UnsafePath
-from refscan.fingerprint import ContentHasher, Match, compare, fingerprint
+from refscan.backends import backend_class
+from refscan.fingerprint import ContentHasher, Fingerprint, Match, compare
 
 
 @pytest.fixture
@@ -105,6 +107,12 @@ def test_download_refuses_file_folder_clash_and_symlinks(data: Path, tmp_path: P
         refscan.download([ManifestEntry("link/x.txt", good.digest, ref=good.ref)], out)
 
 
+def fingerprint(scheme: str, digest: str, size: int | None, extra: dict[str, Any]) -> Fingerprint:
+    """The fingerprint `scheme`'s backend reads from a manifest entry with these fields."""
+    backend = backend_class(scheme)
+    return backend.fingerprint(backend.decode("key", digest, size, extra))
+
+
 def md5b64(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 
@@ -122,6 +130,9 @@ def test_http_fingerprints() -> None:
     weak = fingerprint("https", 'W/"a"', 3, {"etag": 'W/"a"'})
     assert compare(weak, fingerprint("https", 'W/"b"', 3, {"etag": 'W/"b"'})) is Match.DIFFERENT
     assert compare(weak, fingerprint("https", "a", 3, {"etag": '"a"'})) is Match.UNKNOWN
+    assert compare(fingerprint("https", "a", 3, {"etag": '"a"'}), fingerprint("https", "a", 3, {"etag": "a"})) is (
+        Match.SAME
+    )  # quoted or not, the same strong ETag
 
 
 def test_size_difference_is_a_change_even_with_equal_etags() -> None:
@@ -132,29 +143,40 @@ def test_size_difference_is_a_change_even_with_equal_etags() -> None:
 def test_hasher_recomputes_md5_etag_multipart_and_crc32c() -> None:
     data = b"x" * 10 + b"y" * 5
     md5hex = hashlib.md5(data).hexdigest()
-    hasher = ContentHasher("s3", fingerprint("s3", md5hex, 15, {"etag": md5hex}))
+    hasher = ContentHasher(fingerprint("s3", md5hex, 15, {"etag": md5hex}))
     hasher.update(data)
-    assert hasher.check()[0] is Match.SAME
+    assert hasher.check().match is Match.SAME
 
     parts = [hashlib.md5(data[:10]).digest(), hashlib.md5(data[10:]).digest()]
     multipart = hashlib.md5(b"".join(parts)).hexdigest() + "-2"
-    hasher = ContentHasher("s3", fingerprint("s3", multipart, 15, {"etag": multipart}), part_size=10)
+    hasher = ContentHasher(fingerprint("s3", multipart, 15, {"etag": multipart}), part_size=10)
     for i in range(0, 15, 4):  # chunk boundaries that do not align with parts
         hasher.update(data[i : i + 4])
-    assert hasher.check()[0] is Match.SAME
-    unknown = ContentHasher("s3", fingerprint("s3", multipart, 15, {"etag": multipart}))
+    assert hasher.check().match is Match.SAME
+    unknown = ContentHasher(fingerprint("s3", multipart, 15, {"etag": multipart}))
     unknown.update(data)
-    assert unknown.check()[0] is Match.UNKNOWN
+    assert unknown.check().match is Match.UNKNOWN
 
     import google_crc32c
 
     crc = base64.b64encode(google_crc32c.value(data).to_bytes(4, "big")).decode()
-    hasher = ContentHasher("gs", fingerprint("gs", "etag", 15, {"crc32c": crc}))
+    hasher = ContentHasher(fingerprint("gs", "etag", 15, {"crc32c": crc}))
     hasher.update(data)
-    assert hasher.check() == (Match.SAME, "crc32c of the content matches")
-    wrong = ContentHasher("gs", fingerprint("gs", "etag", 15, {"md5": md5b64(b"other")}))
+    assert (hasher.check().match, hasher.check().kind) == (Match.SAME, "crc32c")
+    wrong = ContentHasher(fingerprint("gs", "etag", 15, {"md5": md5b64(b"other")}))
     wrong.update(data)
-    assert wrong.check()[0] is Match.DIFFERENT
+    assert wrong.check().match is Match.DIFFERENT
+
+
+def test_wandb_written_gcs_entry_verifies_by_generation() -> None:
+    """W&B records digest = etag and versionID = generation, no md5/crc32c: the generation proves it."""
+    recorded = fingerprint("gs", "CKih", 5, {"etag": "CKih", "versionID": 7})
+    live = fingerprint("gs", "CKnew", 5, {"md5": "m", "crc32c": "c", "versionID": 7, "metageneration": 2})
+    assert compare(recorded, live) is Match.SAME
+    other_generation = fingerprint("gs", "CKih", 5, {"md5": "m", "crc32c": "c", "versionID": 8})
+    assert compare(recorded, other_generation) is Match.SAME  # same etag: nothing says it changed
+    changed = fingerprint("gs", "CKzz", 5, {"md5": "m", "crc32c": "c", "versionID": 8})
+    assert compare(recorded, changed) is Match.DIFFERENT
 
 
 def test_listing_plan_keeps_outermost_busy_folders() -> None:

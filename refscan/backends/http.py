@@ -1,7 +1,7 @@
-"""`http://` / `https://` resolver on aiohttp (SPEC §4 http row). An HTTP reference is one object, never a folder.
+"""`http://` / `https://` backend on aiohttp. An HTTP reference is one object, never a folder.
 
 Requests
-- One `aiohttp.ClientSession` per resolver (so per `Scanner`): keep-alive connections are reused across URLs,
+- One `aiohttp.ClientSession` per backend (so per `Session`): keep-alive connections are reused across URLs,
   at most `HTTPOptions.per_host_limit` per host and `Options.concurrency` in total. `HTTPOptions.headers`
   (which may hold `Authorization`) are sent on every request and never logged or put in errors; aiohttp drops
   `Authorization` when a redirect leaves the origin. `user:pass@` in a URL is sent as basic auth, unless
@@ -27,9 +27,8 @@ Content-Encoding
   even to identity requests), the encoded size — the same bytes the server's ETag / Content-MD5 /
   x-goog-hash describe, and the bytes `read()` yields. Such entries carry `extra["contentEncoding"]`.
 
-Entries (`ObjectInfo`)
-- `key`: the URL as given, redacted; the engine writes `ref = uri.object_ref()` (redacted URL as given, never the
-  redirect target).
+Entries (`ObjectMeta` and its codec)
+- `key` and `ref`: the URL as given, redacted (never the redirect target).
 - `digest`: a strong ETag without its quotes; a weak ETag kept whole (`W/"…"`, a change signal only);
   without an ETag, the redacted URL. Such an entry has no `extra["etag"]`: that absence is the mark that
   the digest proves nothing and verification can only be `unverifiable` (or lean on `lastModified`/size).
@@ -43,26 +42,30 @@ Entries (`ObjectInfo`)
 from __future__ import annotations
 
 import asyncio
-import builtins
 import email.utils
-import random
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import timezone
 from typing import Any, NoReturn
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
-import anyio
 from multidict import CIMultiDictProxy
 from yarl import URL
 
 from ..errors import AccessDenied, BackendError, InvalidURI, NotFound
 from ..events import logger
-from ..uri import RefURI, redact
-from .base import ObjectInfo, Resolver
+from ..fingerprint import MD5
+from ..meta import ObjectMeta
+from ..retry import Retryable, retrying
+from ..uri import RefURI, redact, shown
+from .base import Backend
 
 CHUNK = 1 << 20
+#: Fingerprint kind of an RFC 9530 `Repr-Digest` header value.
+REPR_DIGEST = "reprDigest"
+AZURE_BLOB_SUFFIX = ".blob.core.windows.net"
 #: Error bodies up to this size are read (and dropped) so the connection can be reused.
 _DRAIN_LIMIT = 64 * 1024
 _HEAD_REFUSED = frozenset({403, 405, 501})
@@ -92,15 +95,6 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - current)
 
 
-def backoff_delay(attempt: int, base: float, cap: float, retry_after: float | None = None) -> float:
-    """Wait before attempt `attempt + 1`: Retry-After when the server gave one, else `base * 2**(attempt-1)`
-    with jitter (50–100 %); never more than `cap`."""
-    if retry_after is not None:
-        return max(0.0, min(cap, retry_after))
-    delay = min(cap, base * 2.0 ** (attempt - 1))
-    return max(0.0, delay * random.uniform(0.5, 1.0))
-
-
 def parse_content_range_total(value: str | None) -> int | None:
     """The complete length N from `bytes a-b/N` or `bytes */N`; None when absent, `*` or malformed."""
     if value is None:
@@ -118,54 +112,49 @@ def parse_content_length(headers: Mapping[str, str]) -> int | None:
     return int(value.strip())
 
 
-def digest_from_etag(etag: str | None, fallback: str) -> str:
-    """Strong ETag without quotes, weak ETag kept whole (`W/"x"`), else `fallback` (the redacted URL)."""
+def normalize_etag(etag: str | None) -> str | None:
+    """A strong ETag without quotes, a weak one kept whole (`W/"x"`); None when absent or empty."""
     if etag is None:
-        return fallback
+        return None
     etag = etag.strip()
     if etag.startswith(("W/", "w/")):
-        return etag if etag[2:].strip('"') else fallback
+        return etag if etag[2:].strip('"') else None
     stripped = etag[1:-1] if len(etag) >= 2 and etag.startswith('"') and etag.endswith('"') else etag
-    return stripped or fallback
+    return stripped or None
 
 
-def extra_from_headers(headers: CIMultiDictProxy[str] | Mapping[str, str]) -> dict[str, Any]:
-    """The manifest `extra` fields found in response `headers` (see the module docstring)."""
-    extra: dict[str, Any] = {}
-    etag = headers.get("ETag")
-    if etag is not None and etag.strip() and digest_from_etag(etag, "") != "":
-        extra["etag"] = etag.strip()
-    for header, key in (
-        ("Last-Modified", "lastModified"),
-        ("Content-MD5", "contentMD5"),
-        ("Repr-Digest", "reprDigest"),
-    ):
+def object_meta(uri: RefURI, headers: CIMultiDictProxy[str] | Mapping[str, str], size: int | None) -> ObjectMeta:
+    """The object a response's `headers` describe (see the module docstring for what is kept)."""
+    raw_etag = headers.get("ETag")
+    etag = normalize_etag(raw_etag)
+    hashes: dict[str, str] = {}
+    for header, kind in (("Content-MD5", MD5), ("Repr-Digest", REPR_DIGEST)):
         value = headers.get(header)
         if value:
-            extra[key] = value
+            hashes[kind] = value
+    attrs: dict[str, Any] = {}
+    if etag is not None and raw_etag is not None:
+        attrs["etag"] = raw_etag.strip()
     if isinstance(headers, CIMultiDictProxy):
         goog = headers.getall("x-goog-hash", [])
     else:
         goog = [headers["x-goog-hash"]] if headers.get("x-goog-hash") else []
     if goog:
-        extra["xGoogHash"] = ", ".join(goog)
+        attrs["xGoogHash"] = ", ".join(goog)
     for name, value in headers.items():
         lower = name.lower()
         if lower.startswith("x-amz-checksum-") and lower != "x-amz-checksum-type" and value:
-            extra["amzChecksum" + lower[len("x-amz-checksum-") :].upper()] = value
+            attrs["amzChecksum" + lower[len("x-amz-checksum-") :].upper()] = value
     encoding = headers.get("Content-Encoding")
     if encoding and encoding.strip().lower() != "identity":
-        extra["contentEncoding"] = encoding.strip()
-    return extra
-
-
-def object_info(uri: RefURI, headers: CIMultiDictProxy[str] | Mapping[str, str], size: int | None) -> ObjectInfo:
-    etag = headers.get("ETag")
-    return ObjectInfo(
-        key=redact(uri.url),  # the URL without credentials (see ObjectInfo)
-        digest=digest_from_etag(etag, redact(uri.url)),
+        attrs["contentEncoding"] = encoding.strip()
+    return ObjectMeta(
+        key=redact(uri.url),  # the URL without credentials
         size=size,
-        extra=extra_from_headers(headers),
+        etag=etag,
+        modified=headers.get("Last-Modified") or None,
+        hashes=hashes,
+        attrs=attrs,
     )
 
 
@@ -234,12 +223,73 @@ async def _discard(resp: aiohttp.ClientResponse) -> None:
         resp.release()
 
 
-class HTTPResolver(Resolver):
+class HTTPBackend(Backend):
+    """An http(s) URL is one object, never a folder; its ref is the URL as given, redacted."""
+
     schemes = ("http", "https")
+    folders = False
 
     _session: aiohttp.ClientSession | None = None
     _identity: bool = True
     _auth_header: bool = False
+
+    @classmethod
+    def parse_uri(cls, scheme: str, text: str) -> RefURI:
+        try:
+            parts = urlsplit(text)
+            host = parts.hostname
+            _ = parts.port  # validates the port
+        except ValueError as exc:  # urllib's message may quote the netloc, user:password included
+            detail = f": {exc}" if "@" not in text else ""
+            raise InvalidURI(f"malformed URL {shown(text)}{detail}") from None
+        if not host or not parts.netloc:
+            raise InvalidURI(f"malformed URL {shown(text)}: no host")
+        return RefURI(scheme, parts.netloc.rpartition("@")[2], parts.path or "/", None, text)
+
+    @classmethod
+    def object_ref(cls, uri: RefURI) -> str:
+        return redact(uri.url)
+
+    @classmethod
+    def format_uri(cls, uri: RefURI) -> str:
+        return redact(uri.url)
+
+    @classmethod
+    def file_name(cls, uri: RefURI) -> str:
+        return unquote(uri.key.rsplit("/", 1)[-1])
+
+    @classmethod
+    def entry_ref(cls, uri: RefURI, meta: ObjectMeta) -> str:
+        return redact(uri.url)  # the URL as given, never a redirect target
+
+    @classmethod
+    def encode(cls, meta: ObjectMeta) -> tuple[str, dict[str, Any]]:
+        extra: dict[str, Any] = {}
+        if "etag" in meta.attrs:
+            extra["etag"] = meta.attrs["etag"]
+        if meta.modified:
+            extra["lastModified"] = meta.modified
+        for kind, key in ((MD5, "contentMD5"), (REPR_DIGEST, "reprDigest")):
+            if kind in meta.hashes:
+                extra[key] = meta.hashes[kind]
+        extra.update((k, v) for k, v in meta.attrs.items() if k != "etag")
+        return meta.etag or meta.key, extra
+
+    @classmethod
+    def decode(cls, key: str, digest: str, size: int | None, extra: Mapping[str, Any]) -> ObjectMeta:
+        raw = extra.get("etag")
+        etag = normalize_etag(raw) if isinstance(raw, str) else None
+        hashes = {kind: str(extra[k]) for kind, k in ((MD5, "contentMD5"), (REPR_DIGEST, "reprDigest")) if extra.get(k)}
+        attrs = {k: v for k, v in extra.items() if k not in ("lastModified", "contentMD5", "reprDigest")}
+        modified = extra.get("lastModified")
+        return ObjectMeta(
+            key=key, size=size, etag=etag, modified=str(modified) if modified else None, hashes=hashes, attrs=attrs
+        )
+
+    @classmethod
+    def delegated_to_wandb(cls, uri: str) -> bool:
+        """True for Azure Blob URLs, which W&B's own handler lists as folders (refscan would read one object)."""
+        return (urlsplit(uri).hostname or "").lower().endswith(AZURE_BLOB_SUFFIX)
 
     async def open(self) -> None:
         try:
@@ -285,77 +335,81 @@ class HTTPResolver(Resolver):
         (retryable status, timeout, connection error); the limiter is held per attempt, never while waiting."""
         session = self._session
         if session is None:
-            raise RuntimeError("HTTPResolver used outside 'async with'")
+            raise RuntimeError("HTTPBackend used outside 'async with'")
         http = self.options.http
-        attempts = max(1, http.max_attempts)
+        policy = self.options.retry.with_overrides(
+            max_attempts=http.max_attempts, backoff=http.backoff, max_backoff=http.max_backoff
+        )
         url = request_url(uri.url)
         if self._auth_header and url.raw_user is not None:
             url = url.with_user(None)  # an Authorization header in HTTPOptions wins over URL credentials
-        shown = redact(uri.url)
+        shown_url = redact(uri.url)
         log = logger()
         effective_timeout = (
             (client_timeout.total or client_timeout.sock_read) if client_timeout is not None else http.timeout
         )
-        for attempt in range(1, attempts + 1):
+        attempts = 0
+
+        async def attempt() -> aiohttp.ClientResponse:
+            nonlocal attempts
+            attempts += 1
             started = time.perf_counter()
-            retry_after: float | None = None
             try:
                 async with self.limiter:
                     resp = await session.request(
                         method, url, headers=headers, allow_redirects=True, timeout=client_timeout or session.timeout
                     )
             except aiohttp.ClientSSLError as exc:
-                raise BackendError(f"{shown}: TLS error ({describe_exception(exc, None)})") from None
+                raise BackendError(f"{shown_url}: TLS error ({describe_exception(exc, None)})") from None
             except aiohttp.TooManyRedirects:
-                raise BackendError(f"{shown}: too many redirects") from None
+                raise BackendError(f"{shown_url}: too many redirects") from None
             except aiohttp.InvalidURL as exc:
-                raise InvalidURI(f"{shown}: invalid URL or redirect target ({type(exc).__name__})") from None
+                raise InvalidURI(f"{shown_url}: invalid URL or redirect target ({type(exc).__name__})") from None
             except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
                 failure = describe_exception(exc, effective_timeout)
                 log.debug(
                     "http.request",
                     method=method,
-                    url=shown,
+                    url=shown_url,
                     error=failure,
-                    attempt=attempt,
+                    attempt=attempts,
                     elapsed=round(time.perf_counter() - started, 4),
                 )
+                raise Retryable(failure) from None
             except aiohttp.ClientError as exc:
-                raise BackendError(f"{shown}: {method} failed ({describe_exception(exc, None)})") from None
+                raise BackendError(f"{shown_url}: {method} failed ({describe_exception(exc, None)})") from None
             except ValueError as exc:
                 if self._auth_header:  # aiohttp refuses an Authorization header beside ~/.netrc credentials
                     raise BackendError(
-                        f"{shown}: HTTPOptions.headers has an Authorization header and ~/.netrc (or $NETRC) also "
-                        "has credentials for this host; remove one or set HTTPOptions(trust_env=False)"
+                        f"{shown_url}: HTTPOptions.headers has an Authorization header and ~/.netrc (or $NETRC) "
+                        "also has credentials for this host; remove one or set HTTPOptions(trust_env=False)"
                     ) from None
-                raise BackendError(f"{shown}: invalid request ({type(exc).__name__})") from None
-            else:
-                log.debug(
-                    "http.request",
-                    method=method,
-                    url=shown,
-                    status=resp.status,
-                    attempt=attempt,
-                    redirects=len(resp.history),
-                    elapsed=round(time.perf_counter() - started, 4),
-                )
-                if not is_retryable_status(resp.status):
-                    return resp
-                failure = f"HTTP {resp.status}"
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                await _discard(resp)
-            if attempt == attempts:
-                raise BackendError(f"{shown}: {method} failed after {attempts} attempts: {failure}")
-            delay = backoff_delay(attempt, http.backoff, http.max_backoff, retry_after)
-            log.debug("http.retry", method=method, url=shown, attempt=attempt, reason=failure, delay=round(delay, 3))
-            await anyio.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+                raise BackendError(f"{shown_url}: invalid request ({type(exc).__name__})") from None
+            log.debug(
+                "http.request",
+                method=method,
+                url=shown_url,
+                status=resp.status,
+                attempt=attempts,
+                redirects=len(resp.history),
+                elapsed=round(time.perf_counter() - started, 4),
+            )
+            if not is_retryable_status(resp.status):
+                return resp
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            await _discard(resp)
+            raise Retryable(f"HTTP {resp.status}", retry_after=retry_after, status=resp.status)
 
-    async def stat(self, uri: RefURI) -> ObjectInfo:
+        try:
+            return await retrying(policy, attempt, event="http.retry", method=method, url=shown_url)
+        except Retryable as exc:
+            raise BackendError(f"{shown_url}: {method} failed after {attempts} attempts: {exc.failure}") from None
+
+    async def stat(self, uri: RefURI) -> ObjectMeta:
         resp = await self._request("HEAD", uri, self._headers())
         try:
             if 200 <= resp.status < 300:
-                return object_info(uri, resp.headers, parse_content_length(resp.headers))
+                return object_meta(uri, resp.headers, parse_content_length(resp.headers))
             if resp.status not in _HEAD_REFUSED:
                 raise_for_status(uri, resp)
         finally:
@@ -363,13 +417,13 @@ class HTTPResolver(Resolver):
         logger().debug("http.head_refused", url=redact(uri.url), status=resp.status)
         return await self._stat_by_range(uri)
 
-    async def _stat_by_range(self, uri: RefURI) -> ObjectInfo:
+    async def _stat_by_range(self, uri: RefURI) -> ObjectMeta:
         """`GET` with `Range: bytes=0-0`: headers and total size without the body."""
         resp = await self._request("GET", uri, self._headers({"Range": "bytes=0-0"}))
         try:
             if resp.status == 206:
                 size = parse_content_range_total(resp.headers.get("Content-Range"))
-                info = object_info(uri, resp.headers, size)
+                info = object_meta(uri, resp.headers, size)
                 length = parse_content_length(resp.headers)
                 if length is not None and length <= 1:
                     try:
@@ -379,17 +433,14 @@ class HTTPResolver(Resolver):
                 return info
             if resp.status == 416:  # bytes=0-0 is unsatisfiable only for an empty representation
                 total = parse_content_range_total(resp.headers.get("Content-Range"))
-                return object_info(uri, resp.headers, 0 if total is None else total)
+                return object_meta(uri, resp.headers, 0 if total is None else total)
             if 200 <= resp.status < 300:  # Range ignored: the whole body is on its way; do not read it
-                info = object_info(uri, resp.headers, parse_content_length(resp.headers))
+                info = object_meta(uri, resp.headers, parse_content_length(resp.headers))
                 resp.close()
                 return info
             raise_for_status(uri, resp)
         finally:
             resp.release()
-
-    def list(self, folder: RefURI, limit: int) -> AsyncGenerator[builtins.list[ObjectInfo], None]:
-        raise InvalidURI(f"{folder}: http(s) references name a single object and are never expanded")
 
     async def read(self, uri: RefURI) -> AsyncIterator[bytes]:
         http = self.options.http

@@ -1,0 +1,199 @@
+"""The backend contract: everything a URI scheme means, in one class (docs/architecture.md, Backends).
+
+A backend owns its scheme's URI details (parsing, version syntax, refs, file names, direct URLs), its one
+request path (limiter, retries, error table), its codec (`ObjectMeta` ↔ manifest digest and W&B `extra`)
+and its fingerprint kinds. It knows nothing about artifacts, naming rules, manifests' layout or the CLI.
+
+Class-level parts (URIs, codec, capabilities) never do I/O and work without opening the backend. I/O happens
+inside `async with Backend(options, limiter) as backend:`; `limiter` is held only around single requests.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from types import TracebackType
+from typing import Any, ClassVar
+
+import anyio
+
+from ..errors import InvalidURI
+from ..fingerprint import ETAG, VERSION, WEAK_ETAG, Fingerprint
+from ..meta import ObjectMeta
+from ..options import Options
+from ..uri import RefURI, shown
+
+_BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,221}$")
+
+
+class Backend(abc.ABC):
+    """One storage backend for the URI schemes in `schemes`.
+
+    Capabilities (class attributes):
+    - `folders`: a URI may name a folder (bucket root or a key ending in `/`) that `list` expands; without
+      it every URI is one object, named before any request.
+    - `versioned`: `ObjectMeta.version` pins immutable bytes (S3 version ids, GCS generations).
+    - `listing_fingerprints`: a listing carries each object's fingerprint, so verify lists a busy folder once
+      instead of a lookup per entry.
+    """
+
+    schemes: ClassVar[tuple[str, ...]]
+    folders: ClassVar[bool] = True
+    versioned: ClassVar[bool] = False
+    listing_fingerprints: ClassVar[bool] = False
+
+    def __init__(self, options: Options, limiter: anyio.CapacityLimiter) -> None:
+        self.options = options
+        self.limiter = limiter
+
+    # -- URIs (no I/O) ---------------------------------------------------------------------------------
+
+    @classmethod
+    @abc.abstractmethod
+    def parse_uri(cls, scheme: str, text: str) -> RefURI:
+        """`text` (whose scheme is `scheme`, lower-cased) as a RefURI; raises `InvalidURI`."""
+
+    @classmethod
+    def object_ref(cls, uri: RefURI) -> str:
+        """The manifest `ref` of the object `uri` names: no version, no secrets."""
+        return f"{uri.scheme}://{uri.bucket}/{uri.key}"
+
+    @classmethod
+    def format_uri(cls, uri: RefURI) -> str:
+        """`uri` in canonical form, version included (for messages and logs; never secrets)."""
+        return cls.object_ref(uri) if uri.version is None else f"{cls.object_ref(uri)}#{uri.version}"
+
+    @classmethod
+    def file_name(cls, uri: RefURI) -> str:
+        """The last path component of `uri` (of a folder too; the bucket for a bucket root)."""
+        stripped = uri.key.rstrip("/") if cls.folders else uri.key
+        if not stripped:
+            return uri.bucket
+        return stripped.rsplit("/", 1)[-1]
+
+    @classmethod
+    def entry_ref(cls, uri: RefURI, meta: ObjectMeta) -> str:
+        """The `ref` of object `meta` found by looking up (or listing) `uri`."""
+        return cls.object_ref(uri.child(meta.key))
+
+    @classmethod
+    def pin(cls, uri: RefURI, version: str | None) -> RefURI:
+        """`uri` pinned to `version` when this backend's versions pin bytes; else `uri` unchanged."""
+        if cls.versioned and version is not None:
+            return uri.child(uri.key, version)
+        return uri
+
+    @classmethod
+    def direct_url(cls, uri: RefURI, options: Options) -> str:
+        """A URL other tools can fetch the (pinned) object from; the ref itself by default."""
+        return cls.object_ref(uri)
+
+    @classmethod
+    def delegated_to_wandb(cls, uri: str) -> bool:
+        """True when the W&B drop-in should hand `uri` to W&B's own handler instead of reading it here."""
+        return False
+
+    # -- codec (no I/O) --------------------------------------------------------------------------------
+
+    @classmethod
+    @abc.abstractmethod
+    def encode(cls, meta: ObjectMeta) -> tuple[str, dict[str, Any]]:
+        """The manifest `digest` and W&B `extra` for `meta`."""
+
+    @classmethod
+    @abc.abstractmethod
+    def decode(cls, key: str, digest: str, size: int | None, extra: Mapping[str, Any]) -> ObjectMeta:
+        """The `ObjectMeta` a manifest entry records (inverse of `encode`; tolerant of W&B-written entries)."""
+
+    @classmethod
+    def fingerprint(cls, meta: ObjectMeta) -> Fingerprint:
+        """Evidence of `meta`'s content, strongest first: its content hashes, its version when versions pin
+        bytes, then its ETag."""
+        hashes = list(meta.hashes.items())
+        if cls.versioned and meta.version is not None:
+            hashes.append((VERSION, meta.version))
+        if meta.etag:
+            hashes.append((WEAK_ETAG if meta.etag.startswith("W/") else ETAG, meta.etag))
+        return Fingerprint(tuple(hashes), meta.size)
+
+    # -- I/O -------------------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Backend:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Create the backend client (called once)."""
+
+    async def close(self) -> None:
+        """Release the backend client (called once, also after errors)."""
+
+    @abc.abstractmethod
+    async def stat(self, uri: RefURI) -> ObjectMeta:
+        """The single object `uri` names, at `uri.version` when pinned.
+
+        Raises `NotFound` when there is no such object (or version), `AccessDenied`, `BackendError`.
+        Never expands folders: `s3://b/data` is looked up as the object `data` only.
+        """
+
+    def list(self, folder: RefURI, limit: int) -> AsyncGenerator[list[ObjectMeta], None]:
+        """The objects under `folder` (bucket root, or a key ending in `/`), in batches.
+
+        Folder semantics are by path component (`data/` never matches `data2/x`). Folder markers (keys
+        ending in `/` with size 0) are skipped; zero-byte files are kept. Objects carry their fingerprints
+        (no request per object where the listing has them). At most `limit` objects are requested in
+        total; the iterator ends after yielding `limit`. An empty or absent folder yields nothing; a missing
+        bucket raises `NotFound`. Only backends with `folders` implement it.
+        """
+        raise InvalidURI(f"{folder}: {folder.scheme} references name a single object and are never expanded")
+
+    @abc.abstractmethod
+    def read(self, uri: RefURI) -> AsyncIterator[bytes]:
+        """The bytes of the object `uri` (at `uri.version` when pinned), streamed in chunks."""
+
+    async def part_size(self, uri: RefURI) -> int | None:
+        """The part size of a multipart upload (to recompute its ETag from the bytes); None when the backend
+        has no such notion or the object is a single part."""
+        return None
+
+
+class BucketBackend(Backend):
+    """A store of buckets and keys: `scheme://bucket/key`, a version after the key in `version_pattern`.
+
+    Keys are taken as written (no percent-decoding); the bucket root and keys ending in `/` are folders.
+    """
+
+    #: Matches a version at the end of the text; group 1 is the version.
+    version_pattern: ClassVar[re.Pattern[str]]
+
+    @classmethod
+    def parse_uri(cls, scheme: str, text: str) -> RefURI:
+        prefix = f"{scheme}://"
+        where = shown(text)
+        if text[: len(prefix)].lower() != prefix:
+            raise InvalidURI(f"malformed {scheme} URI {where}: expected {prefix}bucket/key")
+        bucket, _, key = text[len(prefix) :].partition("/")
+        version: str | None = None
+        found = cls.version_pattern.search(key) if key else cls.version_pattern.search(bucket)
+        if found is not None:
+            version = found.group(1)
+            if key:
+                key = key[: found.start()]
+            else:
+                bucket = bucket[: found.start()]
+        if not _BUCKET_RE.match(bucket):
+            if "@" in text:  # s3://KEY:SECRET@bucket/... (a secret may hold '/'): never echo any part of it
+                raise InvalidURI(
+                    f"malformed {scheme} URI {where}: no valid bucket name; credentials do not belong in the URI "
+                    "(use the standard credential chain or Options)"
+                )
+            raise InvalidURI(f"malformed {scheme} URI {where}: {bucket!r} is not a valid bucket name")
+        if version is not None and (not key or key.endswith("/")):
+            raise InvalidURI(f"{where}: a version can only pin an object, not a bucket or folder")
+        return RefURI(scheme, bucket, key, version)
