@@ -15,7 +15,7 @@ import re
 import shutil
 import tempfile
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,7 +28,7 @@ from .manifest import Manifest, ManifestEntry, manifest_digest
 from .naming import PathIndex, clean_path
 from .options import Options
 from .scan import Scanner, ScanRequest
-from .sync import run_sync
+from .sync import synchronous
 
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _HASH_WORKERS = 8
@@ -135,23 +135,20 @@ class Artifact:
         self._merge(entries, {})
         return entries
 
-    def add_reference(
-        self, uri: str, name: str | None = None, checksum: bool = True, max_objects: int | None = None
-    ) -> list[ManifestEntry]:
-        """Synchronous `aadd_reference`; safe while an event loop runs in this thread."""
-        return run_sync(lambda: self.aadd_reference(uri, name, checksum, max_objects))
+    add_reference = synchronous(aadd_reference)
 
-    async def aadd_references(self, requests: Iterable[ScanRequest | str]) -> list[list[ManifestEntry]]:
+    async def aadd_references(
+        self, requests: Iterable[ScanRequest | str], *, on_entry: Callable[[ManifestEntry], object] | None = None
+    ) -> list[list[ManifestEntry]]:
         """Scan many references concurrently with one `Scanner` and add them all, or none when any scan
-        fails or any two entries conflict. Returns the entries of each request, in request order."""
+        fails or any two entries conflict. Returns the entries of each request, in request order.
+        `on_entry` is called with each entry as it is found (progress)."""
         async with Scanner(self.options) as scanner:
-            results = await scanner.scan_many(requests)
+            results = await scanner.scan_many(requests, on_entry=on_entry)
         self._merge([e for entries in results for e in entries], {})
         return results
 
-    def add_references(self, requests: Iterable[ScanRequest | str]) -> list[list[ManifestEntry]]:
-        """Synchronous `aadd_references`."""
-        return run_sync(lambda: self.aadd_references(requests))
+    add_references = synchronous(aadd_references)
 
     def add_entries(self, entries: Iterable[ManifestEntry]) -> None:
         """Add reference entries scanned earlier (e.g. a loaded `Manifest`), all or none. Entries without

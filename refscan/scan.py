@@ -7,7 +7,7 @@ means lives in its backend. A `Scanner` reuses one `Session` (one client per bac
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from types import TracebackType
@@ -113,20 +113,35 @@ class Scanner:
         log.debug("scan.folder", objects=count, elapsed=round(time.perf_counter() - started, 4))
 
     async def scan(
-        self, uri: str, *, name: str | None = None, checksum: bool = True, max_objects: int | None = None
+        self,
+        uri: str,
+        *,
+        name: str | None = None,
+        checksum: bool = True,
+        max_objects: int | None = None,
+        on_entry: Callable[[ManifestEntry], object] | None = None,
     ) -> list[ManifestEntry]:
-        """All entries for `uri`, sorted by path; raises instead of returning a partial list."""
-        entries = [e async for e in self.iter_scan(uri, name=name, checksum=checksum, max_objects=max_objects)]
+        """All entries for `uri`, sorted by path; raises instead of returning a partial list. `on_entry` is
+        called with each entry as it is found (progress)."""
+        entries = []
+        async for entry in self.iter_scan(uri, name=name, checksum=checksum, max_objects=max_objects):
+            entries.append(entry)
+            if on_entry is not None:
+                on_entry(entry)
         entries.sort(key=lambda e: e.path)
         return entries
 
-    async def scan_many(self, requests: Iterable[ScanRequest | str]) -> list[list[ManifestEntry]]:
-        """Scan many references concurrently; results in request order. The first failure cancels the rest
-        and is raised."""
+    async def scan_many(
+        self, requests: Iterable[ScanRequest | str], *, on_entry: Callable[[ManifestEntry], object] | None = None
+    ) -> list[list[ManifestEntry]]:
+        """Scan many references concurrently; each result sorted by path, in request order. The first failure
+        cancels the rest and is raised. `on_entry` is called with each entry as it is found (progress)."""
         reqs: Sequence[ScanRequest] = [r if isinstance(r, ScanRequest) else ScanRequest(r) for r in requests]
 
         async def one(r: ScanRequest) -> list[ManifestEntry]:
-            return await self.scan(r.uri, name=r.name, checksum=r.checksum, max_objects=r.max_objects)
+            return await self.scan(
+                r.uri, name=r.name, checksum=r.checksum, max_objects=r.max_objects, on_entry=on_entry
+            )
 
         return await gather_map(one, reqs)
 

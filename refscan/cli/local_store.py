@@ -48,9 +48,8 @@ def log_command(
     artifact = Artifact(name, type_, description=description, options=obj.options)
     # every source at once through one scanner; the first failure cancels the others and adds nothing
     label = f"scanning {len(requests)} source{'s' if len(requests) > 1 else ''}"
-    with obj.progress(label, total=len(requests)) as advance:
-        artifact.add_references(requests)
-        advance(len(requests))
+    with obj.progress(label) as advance:
+        artifact.add_references(requests, on_entry=lambda _: advance(1))
     click.echo(obj.store(create=True).log(artifact, aliases=aliases))
 
 

@@ -39,6 +39,7 @@ from botocore.retries.standard import ExponentialBackoff
 import refscan
 from refscan import BackendError, GCSOptions, HTTPOptions, Manifest, ManifestEntry, Options, RefscanError, S3Options
 from refscan.backends.gcs import GCSBackend
+from refscan.options import RetryPolicy
 from refscan.scan import Scanner
 from tests.faults import FaultPlan, FaultProxy, ProxyStats, is_listing
 from tests.servers import GCSServer, NginxServer, S3Server, unique_name
@@ -154,9 +155,8 @@ def fast_botocore_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def small_gcs_pages(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Many listing requests (pages of 20), and GCS retry waits of ~10 ms so 20 runs stay quick."""
+    """Many listing requests (pages of 20)."""
     monkeypatch.setattr(GCSBackend, "page_size", GCS_PAGE)
-    monkeypatch.setattr(GCSBackend, "retry_backoff", 0.01)
 
 
 def s3_options(proxy: FaultProxy, **kwargs: Any) -> Options:
@@ -171,8 +171,9 @@ def s3_options(proxy: FaultProxy, **kwargs: Any) -> Options:
     return Options(s3=s3)
 
 
-def gcs_options(proxy: FaultProxy, **kwargs: Any) -> Options:
-    return Options(gcs=GCSOptions(endpoint_url=proxy.url, token="anon", **kwargs))
+def gcs_options(proxy: FaultProxy, *, backoff: float = 0.01, **kwargs: Any) -> Options:
+    """GCS through `proxy`; retry waits from ~`backoff` s (short by default, so twenty runs stay quick)."""
+    return Options(retry=RetryPolicy(backoff=backoff), gcs=GCSOptions(endpoint_url=proxy.url, token="anon", **kwargs))
 
 
 def http_options(**kwargs: Any) -> Options:
@@ -288,7 +289,7 @@ def test_s3_gives_up_within_the_deadline(kind: str, s3_proxy: FaultProxy, s3_big
 
 @pytest.mark.parametrize("kind", ["503", "500", "reset", "stall", "429"])
 def test_gcs_gives_up_within_the_deadline(kind: str, gcs_proxy: FaultProxy, gcs_folder: str) -> None:
-    options = gcs_options(gcs_proxy, max_attempts=3, timeout=0.5)
+    options = gcs_options(gcs_proxy, backoff=RetryPolicy().backoff, max_attempts=3, timeout=0.5)
     gcs_proxy.configure(FaultPlan(rate=1.0, kinds=(kind,), stall=30, retry_after="1"))
     started = time.monotonic()
     with pytest.raises(BackendError, match="gave up after 3 attempts"):

@@ -9,15 +9,14 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from refscan import InvalidURI, Options
-from refscan.backends.http import (
-    HTTPBackend,
-    describe_exception,
+from refscan.backends.http import HTTPBackend
+from refscan.backends.http.backend import describe_exception, request_url
+from refscan.backends.http.headers import (
     is_retryable_status,
     object_meta,
     parse_content_length,
     parse_content_range_total,
     parse_retry_after,
-    request_url,
 )
 from refscan.options import RetryPolicy
 from refscan.retry import backoff_delay

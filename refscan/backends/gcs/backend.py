@@ -104,8 +104,6 @@ class GCSBackend(BucketBackend):
     page_size: ClassVar[int] = 1000
     #: how many key ranges of one folder are listed concurrently once the folder spans several pages.
     list_fanout: ClassVar[int] = 16
-    #: the first retry wait in seconds when set, instead of `Options.retry.backoff` (tests lower it).
-    retry_backoff: ClassVar[float | None] = None
 
     _client: GCSClient | None = None
 
@@ -154,9 +152,7 @@ class GCSBackend(BucketBackend):
     # -- I/O --------------------------------------------------------------------------------------------------
 
     async def open(self) -> None:
-        policy = self.options.retry.with_overrides(
-            max_attempts=self.options.gcs.max_attempts, backoff=self.retry_backoff
-        )
+        policy = self.options.retry.with_overrides(max_attempts=self.options.gcs.max_attempts)
         client = GCSClient(self.options.gcs, policy, self.limiter)
         await client.open()
         self._client = client

@@ -1,0 +1,5 @@
+"""The `http://` / `https://` backend (see `backend.py`)."""
+
+from .backend import HTTPBackend
+
+__all__ = ["HTTPBackend"]
