@@ -4,6 +4,11 @@ Every measurement is one child process, so imports and peak RSS are the contende
 run `python -m bench.contenders '<job json>'` (the child times only the operation, after its imports, and
 prints one JSON line), rclone runs as itself (timed from start to exit). Peak RSS is the child's
 `ru_maxrss` from `wait4`; requests are counted at the scenario's proxy.
+
+CPU: a Python child reports the user+sys time of its own process (every thread) spent in the operation, read
+with `getrusage(RUSAGE_SELF)` around it, so imports are left out as they are from its time; rclone's is its
+whole process (`ru_utime + ru_stime` from `wait4`), start-up included. Both are also kept as the whole
+child's CPU (`cpu_process_seconds`).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -38,6 +44,8 @@ class Job:
     max_objects: int
     manifest_out: str | None = None
     jsonl_out: str | None = None
+    access_key: str = "testing"
+    secret_key: str = "testing"
 
 
 @dataclass
@@ -51,6 +59,23 @@ class Sample:
     rss_mb: float
     error: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    cpu_seconds: float | None = None  # user+sys of the operation (rclone: of its whole process)
+    cpu_process_seconds: float | None = None  # user+sys of the whole child process, imports included
+
+    @property
+    def cpu_us_per_object(self) -> float | None:
+        """The contender's own CPU per object it returned, in microseconds."""
+        if self.cpu_seconds is None or not self.entries or self.error:
+            return None
+        return self.cpu_seconds / self.entries * 1e6
+
+
+@dataclass(frozen=True)
+class ChildResult:
+    seconds: float | None
+    cpu: float | None
+    entries: int | None
+    detail: dict[str, Any]
 
 
 # -- the contenders (parent side) ---------------------------------------------------------------------------
@@ -76,11 +101,11 @@ class Contender:
         """Variables to set for the child (None: remove it)."""
         return {}
 
-    def result(self, stdout: str) -> tuple[float | None, int | None, dict[str, Any]]:
-        """(seconds, entries, detail) from the child's output; seconds None means "use the wall time"."""
+    def result(self, stdout: str) -> ChildResult:
+        """What the child printed; seconds (cpu) None means "use the wall time" ("the whole process's CPU")."""
         line = stdout.strip().splitlines()[-1]
         data = json.loads(line)
-        return data["seconds"], data["entries"], data.get("detail", {})
+        return ChildResult(data["seconds"], data.get("cpu"), data["entries"], data.get("detail", {}))
 
 
 class WandB(Contender):
@@ -119,18 +144,18 @@ class Rclone(Contender):
             prefix = f"RCLONE_CONFIG_BENCH{job.backend.upper()}_"
             env.update({
                 prefix + "TYPE": "s3",
-                prefix + "PROVIDER": "Other",
+                prefix + "PROVIDER": "SeaweedFS" if job.backend == "sw" else "Other",
                 prefix + "ENDPOINT": job.endpoint,
                 prefix + "REGION": S3_REGION,
-                prefix + "ACCESS_KEY_ID": "testing",
-                prefix + "SECRET_ACCESS_KEY": "testing",
+                prefix + "ACCESS_KEY_ID": job.access_key,
+                prefix + "SECRET_ACCESS_KEY": job.secret_key,
                 prefix + "FORCE_PATH_STYLE": "true",
             })  # fmt: skip
         return env
 
-    def result(self, stdout: str) -> tuple[float | None, int | None, dict[str, Any]]:
+    def result(self, stdout: str) -> ChildResult:
         entries = json.loads(stdout or "[]")
-        return None, sum(1 for e in entries if not e.get("IsDir")), {}
+        return ChildResult(None, None, sum(1 for e in entries if not e.get("IsDir")), {})
 
 
 CONTENDERS: dict[str, Contender] = {
@@ -177,7 +202,7 @@ def measure(
     reset_counts: Callable[[], Any],
     timeout: float,
 ) -> Sample:
-    """Run `job` once in a child process; time it, count its requests, read its peak RSS."""
+    """Run `job` once in a child process; time it, count its requests, read its peak RSS and CPU."""
     with tempfile.TemporaryDirectory(prefix="refscan-bench-child-") as tmp:
         workdir = Path(tmp)
         merged: dict[str, str | None] = {**os.environ, **env, **contender.env(job, workdir)}
@@ -200,14 +225,22 @@ def measure(
             child.returncode = status  # already reaped by wait4
             counts = reset_counts()
         rss_mb = rusage.ru_maxrss / 1024 if rusage is not None else 0.0
+        process_cpu = rusage.ru_utime + rusage.ru_stime if rusage is not None else None
+        error = None
         if timed_out:
-            return Sample(None, None, counts.requests, counts.connections, rss_mb, f"timeout: > {timeout:.0f} s")
-        if status != 0:
+            error = f"timeout: > {timeout:.0f} s"
+        elif status != 0:
             tail = err_path.read_text(errors="replace").strip().splitlines()[-3:]
-            return Sample(None, None, counts.requests, counts.connections, rss_mb, f"exit {status}: {' | '.join(tail)}")
-        seconds, entries, detail = contender.result(out_path.read_text(errors="replace"))
-        return Sample(seconds if seconds is not None else wall, entries, counts.requests, counts.connections, rss_mb,
-                      detail=detail)  # fmt: skip
+            error = f"exit {status}: {' | '.join(tail)}"
+        if error is not None:
+            return Sample(
+                None, None, counts.requests, counts.connections, rss_mb, error, cpu_process_seconds=process_cpu
+            )
+        r = contender.result(out_path.read_text(errors="replace"))
+        return Sample(
+            r.seconds if r.seconds is not None else wall, r.entries, counts.requests, counts.connections, rss_mb,
+            detail=r.detail, cpu_seconds=r.cpu if r.cpu is not None else process_cpu, cpu_process_seconds=process_cpu,
+        )  # fmt: skip
 
 
 def _wait(pid: int, deadline: float) -> tuple[int, Any, bool]:
@@ -226,6 +259,29 @@ def _wait(pid: int, deadline: float) -> tuple[int, Any, bool]:
 # -- the child side: one operation, timed after the imports -------------------------------------------------
 
 
+class Clock:
+    """Wall and CPU time (user+sys of this process, all threads) of the block it wraps."""
+
+    seconds = 0.0
+    cpu = 0.0
+
+    @staticmethod
+    def _cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    def __enter__(self) -> Clock:
+        self._wall, self._cpu0 = time.perf_counter(), self._cpu()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self._wall
+        self.cpu = self._cpu() - self._cpu0
+
+
+Measured = tuple[Clock, int, dict[str, Any]]
+
+
 def _refscan_options(job: Job) -> Any:
     import refscan
 
@@ -235,8 +291,8 @@ def _refscan_options(job: Job) -> Any:
         s3=refscan.S3Options(
             endpoint_url=job.endpoint,
             region=S3_REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
+            aws_access_key_id=job.access_key,
+            aws_secret_access_key=job.secret_key,
         )
     )
 
@@ -245,20 +301,19 @@ def _urls(job: Job) -> list[str]:
     return Path(job.target).read_text().split()
 
 
-def run_refscan(job: Job) -> tuple[float, int, dict[str, Any]]:
+def run_refscan(job: Job) -> Measured:
     import refscan
 
     options = _refscan_options(job)
     if job.op == "scan":
-        started = time.perf_counter()
-        entries = refscan.scan(job.target, max_objects=job.max_objects, options=options)
-        seconds = time.perf_counter() - started
+        with Clock() as clock:
+            entries = refscan.scan(job.target, max_objects=job.max_objects, options=options)
         if job.manifest_out:
             manifest = refscan.Manifest()
             for e in entries:
                 manifest.add(e)
             manifest.dump(job.manifest_out)
-        return seconds, len(entries), {}
+        return clock, len(entries), {}
     if job.op == "urls":
         urls = _urls(job)
 
@@ -266,14 +321,14 @@ def run_refscan(job: Job) -> tuple[float, int, dict[str, Any]]:
             async with refscan.Scanner(options) as scanner:
                 return await scanner.scan_many(urls)
 
-        started = time.perf_counter()
-        results = asyncio.run(scan_all())
-        return time.perf_counter() - started, sum(len(r) for r in results), {}
+        with Clock() as clock:
+            results = asyncio.run(scan_all())
+        return clock, sum(len(r) for r in results), {}
     if job.op == "verify":
         manifest = refscan.Manifest.load(job.target)
-        started = time.perf_counter()
-        report = refscan.verify(manifest, options=options)
-        return time.perf_counter() - started, len(report.results), {"counts": report.counts}
+        with Clock() as clock:
+            report = refscan.verify(manifest, options=options)
+        return clock, len(report.results), {"counts": report.counts}
     if job.op == "stream":
         assert job.jsonl_out is not None
 
@@ -284,30 +339,28 @@ def run_refscan(job: Job) -> tuple[float, int, dict[str, Any]]:
                 count += 1
             return count
 
-        with open(job.jsonl_out, "w", encoding="utf-8") as out:
-            started = time.perf_counter()
+        with open(job.jsonl_out, "w", encoding="utf-8") as out, Clock() as clock:
             count = asyncio.run(stream(out))
-            return time.perf_counter() - started, count, {}
+        return clock, count, {}
     raise ValueError(job.op)
 
 
-def run_wandb(job: Job) -> tuple[float, int, dict[str, Any]]:
+def run_wandb(job: Job) -> Measured:
     import wandb
 
     artifact = wandb.Artifact("bench", type="dataset")
     targets = _urls(job) if job.op == "urls" else [job.target]
-    started = time.perf_counter()
-    for target in targets:
-        artifact.add_reference(target, max_objects=job.max_objects)
-    seconds = time.perf_counter() - started
-    return seconds, len(artifact.manifest.entries), {}
+    with Clock() as clock:
+        for target in targets:
+            artifact.add_reference(target, max_objects=job.max_objects)
+    return clock, len(artifact.manifest.entries), {}
 
 
 def main(argv: list[str] | None = None) -> None:
     job = Job(**json.loads((argv or sys.argv[1:])[0]))
     run = {"refscan": run_refscan, "wandb": run_wandb}[job.contender]
-    seconds, entries, detail = run(job)
-    print(json.dumps({"seconds": seconds, "entries": entries, "detail": detail}), flush=True)
+    clock, entries, detail = run(job)
+    print(json.dumps({"seconds": clock.seconds, "cpu": clock.cpu, "entries": entries, "detail": detail}), flush=True)
 
 
 if __name__ == "__main__":

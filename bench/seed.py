@@ -1,13 +1,15 @@
 """Datasets, the servers that hold them, and the delay proxies in front: the benchmark's `Lab`.
 
 Servers: moto and fake-gcs-server through `bench.servers` (on the project's launch plumbing in
-`refscan.demo`), nginx from the project's launcher. Every dataset is seeded once per run, straight into its
-server (moto in-process, fake-gcs-server from files at startup, nginx's docroot), never through a proxy;
-contenders then reach the servers only through the proxies.
+`refscan.demo`), SeaweedFS and nginx from the project's launchers. Every dataset is seeded once per run,
+straight into its server (moto in-process, fake-gcs-server from files at startup, SeaweedFS by concurrent
+signed PUTs, nginx's docroot), never through a proxy; contenders then reach the servers only through the
+proxies.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import http.client
 import json
@@ -16,7 +18,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +28,11 @@ from urllib.parse import quote, urlencode
 from refscan.demo.process import ManagedProcess
 from refscan.demo.servers import S3Server
 
+from .contenders import S3_REGION
 from .proxy import DelayProxy, gcs_page_cap
-from .servers import SYNTHETIC_BUCKET, SYNTHETIC_PREFIX, launch_gcs_preloaded, start_nginx, wait_gcs, wait_listening
+from .servers import launch_gcs_preloaded, start_nginx, start_seaweedfs, wait_gcs, wait_listening
+from .synthetic import BUCKET as SYNTHETIC_BUCKET
+from .synthetic import PREFIX as SYNTHETIC_PREFIX
 
 #: every EXTRA_EVERY-th key of a versioned dataset gets EXTRA_VERSIONS more versions (3 in all)
 EXTRA_EVERY = 10
@@ -36,7 +41,8 @@ EXTRA_VERSIONS = 2
 
 @dataclass(frozen=True)
 class Dataset:
-    """Objects `prefix`obj-NNNNN.bin in `bucket` on one backend ("s3", "gs", "http" or "synthetic")."""
+    """Objects `prefix`obj-NNNNN.bin in `bucket` on one backend ("s3": moto, "sw": SeaweedFS, "gs", "http" or
+    "synthetic")."""
 
     name: str
     backend: str
@@ -76,6 +82,9 @@ DATASETS: dict[str, Dataset] = {
         Dataset("gcs-10k", "gs", "bench-gcs-10k", 10_000),
         Dataset("http-1k", "http", "files", 1_000),
         Dataset("synthetic-1m", "synthetic", SYNTHETIC_BUCKET, 1_000_000, prefix=SYNTHETIC_PREFIX),
+        Dataset("sw-10k", "sw", "bench-sw-10k", 10_000),
+        Dataset("sw-10k-versioned", "sw", "bench-sw-10k-versioned", 10_000, versioned=True),
+        Dataset("sw-100k", "sw", "bench-sw-100k", 100_000),
     )
 }
 
@@ -86,12 +95,14 @@ class Lab:
     `endpoint(backend)` is the proxy URL contenders use; `proxy(backend)` counts their requests.
     """
 
-    def __init__(self, datasets: Iterable[Dataset], rtt: float, log: Any = print) -> None:
+    def __init__(self, datasets: Iterable[Dataset], rtt: float, log: Any = print, page_ms: float = 0.0) -> None:
         self.datasets = {d.name: d for d in datasets}
         self.rtt = rtt
+        self.page_ms = page_ms  # the synthetic server's time per list page
         self.log = log
         self.tmp = Path(tempfile.mkdtemp(prefix="refscan-bench-"))
         self.s3: S3Server | None = None
+        self.sw: Any = None  # refscan.demo.servers.SeaweedFSServer
         self.gcs: Any = None
         self.nginx: Any = None
         self.seconds_seeding = 0.0
@@ -116,6 +127,12 @@ class Lab:
     def endpoint(self, backend: str) -> str:
         return self._proxies[backend].url
 
+    def credentials(self, backend: str) -> tuple[str, str]:
+        """(access key, secret) for an S3 backend: SeaweedFS's are made up at its start, moto takes any."""
+        if backend == "sw" and self.sw is not None:
+            return self.sw.access_key, self.sw.secret_key
+        return "testing", "testing"
+
     def uri(self, dataset: Dataset) -> str:
         """The folder URI of `dataset` (http: the file listing the URLs, one a line)."""
         if dataset.backend == "http":
@@ -138,17 +155,28 @@ class Lab:
         if "gs" in backends:
             gcs = launch_gcs_preloaded(self._gcs_files())
             self._stack.callback(gcs[0].stop)
-        if "s3" in backends:
+        moto: ManagedProcess | None = None
+        if "s3" in backends:  # seeds itself while SeaweedFS is seeded from here
             names = [d.name for d in self._of("s3")]
-            proc = ManagedProcess([sys.executable, "-m", "bench.servers", "moto", "--seed", *names], name="bench-moto")
-            self._stack.callback(proc.stop)
+            moto = ManagedProcess([sys.executable, "-m", "bench.servers", "moto", "--seed", *names], name="bench-moto")
+            self._stack.callback(moto.stop)
+        if "sw" in backends:
+            self.sw = start_seaweedfs(timeout=120)
+            self._stack.callback(self.sw.stop)
+            self._serve("sw", int(self.sw.endpoint_url.rsplit(":", 1)[1]))
+            self._seed_sw()
+            self.log(f"  SeaweedFS seeded with {', '.join(d.name for d in self._of('sw'))} "
+                     f"in {time.perf_counter() - started:.0f} s")  # fmt: skip
+        if moto is not None:
+            proc = moto
             port = wait_listening(proc, timeout=900)
             self.s3 = S3Server(endpoint_url=f"http://127.0.0.1:{port}", process=proc)
             self._serve("s3", port)
             self.log(f"  S3 (moto) seeded with {', '.join(names)} in {time.perf_counter() - started:.0f} s")
         if "synthetic" in backends:
             objects = max(d.objects for d in self._of("synthetic"))
-            argv = [sys.executable, "-m", "bench.servers", "synthetic", "--objects", str(objects)]
+            argv = [sys.executable, "-m", "bench.servers", "synthetic", "--objects", str(objects),
+                    "--page-ms", str(self.page_ms)]  # fmt: skip
             proc = ManagedProcess(argv, name="bench-synthetic-s3")
             self._stack.callback(proc.stop)
             self._serve("synthetic", wait_listening(proc))
@@ -185,12 +213,24 @@ class Lab:
                 urls.append(f"{self.endpoint('http')}/{d.bucket}/{key}")
         (self.tmp / "urls.txt").write_text("\n".join(urls) + "\n")
 
-    def env(self) -> Mapping[str, str]:
-        """Environment for the contenders: every SDK pointed at the proxies, never at the servers."""
+    def _seed_sw(self) -> None:
+        """Every SeaweedFS dataset by concurrent signed PUTs (versioned: round after round, so the last round's
+        bodies are the current versions)."""
+        assert self.sw is not None
+        for d in self._of("sw"):
+            self.sw.create_bucket(d.bucket, versioned=d.versioned)
+            for version in range(1 + (EXTRA_VERSIONS if d.versioned else 0)):
+                asyncio.run(put_objects(self.sw.endpoint_url, self.credentials("sw"), d.bucket, d.bodies(version)))
+
+    def env(self, backend: str | None = None) -> Mapping[str, str]:
+        """Environment for the contenders: every SDK pointed at the proxies, never at the servers; the AWS
+        variables at SeaweedFS for `backend` "sw", else at moto."""
         env: dict[str, str] = {}
-        if "s3" in self._proxies and self.s3 is not None:
-            url = self.endpoint("s3")
-            env.update(self.s3.env)
+        s3 = self.sw if backend == "sw" else self.s3
+        proxy = "sw" if backend == "sw" else "s3"
+        if proxy in self._proxies and s3 is not None:
+            url = self.endpoint(proxy)
+            env.update(s3.env)
             env.update({"AWS_ENDPOINT_URL_S3": url, "AWS_S3_ENDPOINT_URL": url})
         if "gs" in self._proxies:
             env.update(self.gcs.env)
@@ -215,7 +255,13 @@ class Lab:
         started = time.perf_counter()
         try:
             while True:
-                conn.request("GET", f"{path}?{urlencode(params)}")
+                url = f"{path}?{urlencode(params, quote_via=quote)}"
+                headers = {}
+                if backend == "sw":  # SeaweedFS answers signed requests only
+                    headers = sign(
+                        "GET", f"http://127.0.0.1:{self.proxy(backend).port}{url}", self.credentials(backend)
+                    )
+                conn.request("GET", url, headers=headers)
                 resp = conn.getresponse()
                 body = resp.read()
                 pages += 1
@@ -246,3 +292,47 @@ def _next_page(backend: str, versioned: bool, body: bytes) -> dict[str, str]:
         marker = {"key-marker": _xml_field(body, "NextKeyMarker") or ""}
         return {**marker, "version-id-marker": _xml_field(body, "NextVersionIdMarker") or ""}
     return {"continuation-token": _xml_field(body, "NextContinuationToken") or ""}
+
+
+# -- signed S3 requests without boto3 (SeaweedFS) ------------------------------------------------------------
+
+
+def sign(method: str, url: str, credentials: tuple[str, str], body: bytes = b"") -> dict[str, str]:
+    """SigV4 headers for one S3 request (botocore's signer, so none of boto3's per-call machinery)."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method=method, url=url, data=body)
+    S3SigV4Auth(Credentials(*credentials), "s3", S3_REGION).add_auth(request)
+    return dict(request.headers.items())
+
+
+async def put_objects(
+    endpoint: str, credentials: tuple[str, str], bucket: str, objects: Mapping[str, bytes], *, concurrency: int = 32
+) -> None:
+    """PUT every object, `concurrency` at a time, on keep-alive connections; 5xx and resets are retried."""
+    import aiohttp
+
+    items: Iterator[tuple[str, bytes]] = iter(objects.items())
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        for key, body in items:  # one shared iterator: each item goes to one worker
+            url = f"{endpoint}/{bucket}/{quote(key)}"
+            for attempt in range(6):
+                try:
+                    headers = sign("PUT", url, credentials, body)
+                    async with session.put(url, data=body, headers=headers) as resp:
+                        text = await resp.read()
+                        if resp.status == 200:
+                            break
+                        if resp.status < 500 or attempt == 5:
+                            raise RuntimeError(f"PUT {bucket}/{key}: HTTP {resp.status}: {text[:200]!r}")
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    if attempt == 5:
+                        raise
+                await asyncio.sleep(0.1 * 2**attempt)
+
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency), timeout=timeout) as session:
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))

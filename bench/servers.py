@@ -7,30 +7,28 @@
   patch hands it only the keys the page can contain (those at or after the marker, under the prefix), so a
   page costs about as much as a ListObjectsV2 page. Its answers are unchanged: the original function runs on
   that window.
-- `synthetic` (`python -m bench.servers synthetic --objects N`): an S3-compatible ListObjects(V2) server whose
+- `synthetic` (`python -m bench.servers synthetic --objects N [--page-ms MS]`): an S3 listing server whose
   bucket `synthetic` holds `data/obj-0000000.bin` ... generated on the fly (no storage), for the
-  million-object streaming scenario that moto cannot be seeded with in time.
+  million-object streaming scenario that moto cannot be seeded with in time. It pages exactly as S3 does
+  (StartAfter, ContinuationToken, delimiters; `bench/synthetic.py`), serves requests concurrently, and sleeps
+  `--page-ms` per list page so a sequential client's floor shows.
 
 Both print `LISTENING <port>` once bound, like `refscan.demo.moto_main`. `start_gcs_preloaded` starts
 fake-gcs-server with `-data`, which loads a folder tree as buckets at startup (far faster than uploads).
+SeaweedFS and nginx come from the project's own launchers (`start_seaweedfs`, `start_nginx`).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import re
 import sys
 import threading
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape
 
 from refscan.demo.process import HOST, STARTUP_TIMEOUT, ManagedProcess, ServerStartError, free_port, http_status
 from refscan.demo.servers import GCSServer, find_fake_gcs_binary
-
-SYNTHETIC_BUCKET = "synthetic"
-SYNTHETIC_PREFIX = "data/"
 
 
 def wait_listening(proc: ManagedProcess, timeout: float = STARTUP_TIMEOUT) -> int:
@@ -84,6 +82,18 @@ def start_nginx() -> Any:
                 "root with pytest installed, or leave out http-1k (--scenarios)"
             ) from e
     return start()
+
+
+def start_seaweedfs(timeout: float = 120.0) -> Any:
+    """SeaweedFS (``weed mini``, signed requests only) from the project's launcher in `refscan.demo.servers`."""
+    try:
+        from refscan.demo.servers import start_seaweedfs as start
+    except ImportError as e:
+        raise ServerStartError(
+            f"the SeaweedFS launcher (refscan.demo.servers.start_seaweedfs) cannot be imported ({e}): leave out "
+            "the sw-* scenarios (--scenarios)"
+        ) from e
+    return start(timeout=timeout)
 
 
 # -- moto with a fixed ListObjectVersions ---------------------------------------------------------------------
@@ -159,106 +169,15 @@ def patch_moto_version_listing() -> None:
     S3Backend.list_object_versions = list_object_versions  # type: ignore[method-assign]
 
 
-# -- synthetic S3 listing -------------------------------------------------------------------------------------
-
-_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
-
-
-def synthetic_key(i: int) -> str:
-    return f"{SYNTHETIC_PREFIX}obj-{i:07d}.bin"
-
-
-def _listing(objects: int, query: Any) -> str:
-    """One ListObjectsV2 (`list-type=2`) or ListObjects (v1, `marker`) page of the synthetic bucket: flat keys
-    under `data/`."""
-    prefix = query.get("prefix", "")
-    delimiter = query.get("delimiter")
-    max_keys = min(int(query.get("max-keys", 1000)), 1000)
-    v2 = query.get("list-type") == "2"
-    after = (query.get("continuation-token") or query.get("start-after") or "") if v2 else query.get("marker", "")
-    parts = [f'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="{_NS}">']
-    parts.append(f"<Name>{SYNTHETIC_BUCKET}</Name><Prefix>{escape(prefix)}</Prefix><MaxKeys>{max_keys}</MaxKeys>")
-    keys: list[str] = []
-    common: list[str] = []
-    if SYNTHETIC_PREFIX.startswith(prefix) and delimiter and len(prefix) < len(SYNTHETIC_PREFIX):
-        if after < SYNTHETIC_PREFIX:
-            common.append(SYNTHETIC_PREFIX)
-        start = objects
-    elif prefix.startswith(SYNTHETIC_PREFIX) or SYNTHETIC_PREFIX.startswith(prefix):
-        start = 0
-        if after.startswith(SYNTHETIC_PREFIX + "obj-"):
-            digits = after[len(SYNTHETIC_PREFIX) + 4 : len(SYNTHETIC_PREFIX) + 11]
-            start = int(digits) + 1 if digits.isdigit() else 0
-        elif after > SYNTHETIC_PREFIX + "obj-":
-            start = objects
-    else:
-        start = objects
-    i = start
-    while i < objects and len(keys) < max_keys:
-        key = synthetic_key(i)
-        if key.startswith(prefix):
-            keys.append(key)
-        i += 1
-    truncated = i < objects and bool(keys)
-    parts.append(f"<KeyCount>{len(keys) + len(common)}</KeyCount><IsTruncated>{str(truncated).lower()}</IsTruncated>")
-    if truncated:
-        parts.append(
-            f"<NextContinuationToken>{keys[-1]}</NextContinuationToken>"
-            if v2
-            else f"<NextMarker>{keys[-1]}</NextMarker>"
-        )
-    for key in keys:
-        etag = hashlib.md5(key.encode()).hexdigest()
-        parts.append(
-            f"<Contents><Key>{key}</Key><LastModified>2024-01-01T00:00:00.000Z</LastModified>"
-            f"<ETag>&quot;{etag}&quot;</ETag><Size>{1024 + len(key)}</Size><StorageClass>STANDARD</StorageClass>"
-            "</Contents>"
-        )
-    parts.extend(f"<CommonPrefixes><Prefix>{p}</Prefix></CommonPrefixes>" for p in common)
-    parts.append("</ListBucketResult>")
-    return "".join(parts)
-
-
-def serve_synthetic(objects: int, port: int) -> None:
-    """Serve the synthetic bucket until killed."""
-    import asyncio
-
-    from aiohttp import web
-
-    async def bucket(request: web.Request) -> web.Response:
-        if request.match_info["bucket"] != SYNTHETIC_BUCKET:
-            body = "<Error><Code>NoSuchBucket</Code><Message>no such bucket</Message></Error>"
-            return web.Response(status=404, text=body, content_type="application/xml")
-        if "versioning" in request.query:  # never enabled
-            return web.Response(text=f'<VersioningConfiguration xmlns="{_NS}"/>', content_type="application/xml")
-        if "location" in request.query:
-            return web.Response(text=f'<LocationConstraint xmlns="{_NS}"/>', content_type="application/xml")
-        if request.method == "HEAD":
-            return web.Response()
-        return web.Response(text=_listing(objects, request.query), content_type="application/xml")
-
-    app = web.Application()
-    app.router.add_route("*", "/{bucket}", bucket)
-    app.router.add_route("*", "/{bucket}/", bucket)
-
-    async def run() -> None:
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, HOST, port).start()
-        print(f"LISTENING {runner.addresses[0][1]}", flush=True)
-        await asyncio.Event().wait()
-
-    asyncio.run(run())
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.servers")
     sub = ap.add_subparsers(dest="server", required=True)
     moto = sub.add_parser("moto", help="moto + waitress with a fixed ListObjectVersions")
     moto.add_argument("--seed", nargs="*", default=[], help="datasets to create before listening")
-    syn = sub.add_parser("synthetic", help="an on-the-fly ListObjectsV2 server")
+    syn = sub.add_parser("synthetic", help="an S3 listing server over generated keys (bench/synthetic.py)")
     syn.add_argument("--objects", type=int, default=1_000_000)
     syn.add_argument("--port", type=int, default=0)
+    syn.add_argument("--page-ms", type=float, default=0.0, help="server time per list page, slept (default 0)")
     args = ap.parse_args(argv)
     if args.server == "moto":
         from refscan.demo import moto_main
@@ -267,7 +186,9 @@ def main(argv: list[str] | None = None) -> None:
         seed_moto(args.seed)
         moto_main.main(["--host", HOST, "--port", "0"])
     else:
-        serve_synthetic(args.objects, args.port)
+        from .synthetic import serve
+
+        serve(args.objects, args.port, page_ms=args.page_ms)
     sys.exit(0)
 
 
