@@ -261,10 +261,12 @@ def update_readme(readme: Path, table: str) -> None:
     text = readme.read_text(encoding="utf-8")
     section = (
         f"{README_HEADING}\n\n"
-        "`python -m bench` (or `tox -e bench`) starts moto, fake-gcs-server and nginx behind a loopback delay\n"
-        "proxy, seeds them and races refscan against W&B's `add_reference` and\n"
-        "`rclone lsjson -R --hash --no-modtime --no-mimetype`; see [bench/README.md](bench/README.md) for what is\n"
-        "measured and how. Latest run (`bench/results/latest.md`):\n\n" + table
+        "`python -m bench` (or `tox -e bench`) starts moto, SeaweedFS, fake-gcs-server, nginx and a synthetic\n"
+        "million-key S3 bucket behind a loopback delay proxy, seeds them and races refscan against W&B's\n"
+        "`add_reference` and `rclone lsjson -R --hash --no-modtime --no-mimetype`, timing each and counting its own\n"
+        "CPU per object; see [bench/README.md](bench/README.md) for what is measured and how. Latest run\n"
+        "(`bench/results/latest.md`, drawn in `bench/results/latest.png`):\n\n"
+        "![median wall time per scenario, log scale](bench/results/latest.png)\n\n" + table
     )
     start = text.find("\n" + README_HEADING + "\n")
     if start >= 0 and "\n## " not in text[start + 1 + len(README_HEADING) :]:
