@@ -179,7 +179,7 @@ class Lab:
                     "--page-ms", str(self.page_ms)]  # fmt: skip
             proc = ManagedProcess(argv, name="bench-synthetic-s3")
             self._stack.callback(proc.stop)
-            self._serve("synthetic", wait_listening(proc))
+            self._serve("synthetic", wait_listening(proc, timeout=300))  # it renders every page first
         if "http" in backends:
             self.nginx = start_nginx()
             self._stack.callback(self.nginx.stop)

@@ -21,8 +21,9 @@ a slice. What is answered as S3 does:
 A marker compares against rolled-up items, not against the keys under them: a common prefix is listed when
 it sorts after the marker (moto's and MinIO's rule), so continuing after a common prefix never repeats it.
 
-Pages are cheap to serve: the `<Contents>` (and `<Version>`) fragment of every key is rendered once, in
-chunks of 1,000 by position, and kept; a page joins slices of at most two chunks.
+Pages are cheap to serve: the `<Contents>` fragment of every key is rendered once at start-up (the
+`<Version>` ones on first use), in chunks of 1,000 by position, and kept; a page joins slices of at most two
+chunks (~0.1 ms of CPU for 1,000 keys).
 """
 
 from __future__ import annotations
@@ -359,13 +360,16 @@ def object_index(space: KeySpace, name: str) -> int | None:
 
 def serve(objects: int, port: int, page_ms: float = 0.0, host: str = "127.0.0.1") -> None:
     """Serve the bucket until killed: aiohttp on one event loop, so requests overlap (the per-page time is a
-    sleep, not CPU); prints `LISTENING <port>` once bound."""
+    sleep, not CPU); every key's `<Contents>` is rendered before it listens, so no page pays for rendering;
+    prints `LISTENING <port>` once bound."""
     import asyncio
 
     from aiohttp import web
 
     space = KeySpace(objects)
     delay = page_ms / 1000
+    for chunk in range(-(-objects // CHUNK)):  # every page's fragments before the first request (~4 s at 1M)
+        _contents_chunk(chunk, objects)
 
     def xml(data: bytes, status: int = 200) -> web.Response:
         return web.Response(status=status, body=data, content_type="application/xml")
