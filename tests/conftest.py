@@ -8,6 +8,7 @@ from tests.servers.apps import serve_app_fixture
 from tests.servers.gcs import gcs_bucket, gcs_env, gcs_server, gcs_versioned_bucket
 from tests.servers.nginx import nginx_server
 from tests.servers.s3 import s3_bucket, s3_env, s3_server, s3_versioned_bucket
+from tests.servers.seaweed import seaweed_server
 
 __all__ = [
     "anyio_backend",
@@ -20,6 +21,7 @@ __all__ = [
     "s3_env",
     "s3_server",
     "s3_versioned_bucket",
+    "seaweed_server",
     "serve_app_fixture",
 ]
 
