@@ -1,5 +1,6 @@
 """HTTP(S) references end to end: nginx serving a fixture tree, and small aiohttp apps that misbehave on purpose
-(no HEAD, no ETag, weak ETag, redirects, 503/429, gzip, chunked, trailing slash, secrets, many URLs)."""
+(no HEAD, no ETag, weak ETag, redirects, 503/429, gzip, chunked, trailing slash, secrets, many URLs), plus a
+recording forward proxy for HTTP_PROXY / NO_PROXY and temporary netrc files."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from aiohttp import web
 
 import refscan
 from refscan import AccessDenied, BackendError, HTTPOptions, InvalidURI, NotFound, Options, Scanner
-from refscan.backends.http import HTTPBackend
+from refscan.backends.http import HTTPBackend, routing
+from refscan.backends.http.backend import basic_authorization
 from refscan.uri import RefURI
 from tests.servers.apps import serve_app
 from tests.servers.nginx import NginxServer
@@ -267,6 +269,14 @@ def build_app(stats: Stats) -> web.Application:
             return web.Response(status=401, headers={"WWW-Authenticate": "Bearer"})
         return web.Response(body=PAYLOAD, headers={"ETag": '"authed"'})
 
+    async def basic(request: web.Request) -> web.StreamResponse:
+        if not request.headers.get("Authorization", "").startswith("Basic "):
+            return web.Response(status=401, headers={"WWW-Authenticate": "Basic"})
+        return web.Response(body=PAYLOAD, headers={"ETag": '"basic"'})
+
+    async def to_localhost(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(f"http://localhost:{request.url.port}/basic.txt")  # another origin, same server
+
     async def slow(request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(0.05)
         return web.Response(body=b"s", headers={"ETag": f'"{request.match_info["n"]}"'})
@@ -297,6 +307,8 @@ def build_app(stats: Stats) -> web.Application:
         ("/secret/forbidden.bin", forbidden),
         ("/gone.txt", gone),
         ("/auth.txt", needs_auth),
+        ("/basic.txt", basic),
+        ("/to-localhost", to_localhost),
         ("/slow/{n}.bin", slow),
         ("/hang.bin", hang),
     ]
@@ -574,3 +586,189 @@ async def test_scan_many_is_concurrent_and_reuses_connections(app: tuple[str, St
     assert elapsed < n * delay / 4, elapsed  # sequential would take n * delay = 10 s
     assert sum(stats.hits.values()) == n
     assert len(stats.peers) <= per_host, "keep-alive: at most per_host_limit connections for the whole run"
+
+
+# -- proxies and netrc from the environment -------------------------------------------------------------------
+
+PROXY_PW, NETRC_PW = "proxy-pw-secret", "netrc-pw-secret"
+
+
+@dataclass
+class Proxied:
+    """One request a forward proxy received: the absolute-form target and the credentials it carried."""
+
+    method: str
+    target: str
+    proxy_authorization: str | None
+    authorization: str | None
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> pytest.MonkeyPatch:
+    """No proxy variables, no NETRC and a HOME without .netrc; each test sets what it needs."""
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy") or name in ("NETRC", "REQUEST_METHOD"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return monkeypatch
+
+
+@pytest.fixture
+def proxy() -> Iterator[tuple[str, list[Proxied]]]:
+    """A forward proxy on 127.0.0.1 that answers every request itself (ETag "via-proxy"; 404 for paths with
+    "missing"), so a host that does not exist is reachable only through it."""
+    seen: list[Proxied] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        h = request.headers
+        seen.append(Proxied(request.method, request.raw_path, h.get("Proxy-Authorization"), h.get("Authorization")))
+        if "missing" in request.raw_path:
+            return web.Response(status=404)
+        return web.Response(body=b"via", headers={"ETag": '"via-proxy"'})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    with serve_app(app) as base:
+        yield base, seen
+
+
+def count_lookups(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str | None]]:
+    """Record every (scheme, host) the backend looks up in the environment."""
+    calls: list[tuple[str, str | None]] = []
+    real = routing.resolve
+
+    def counting(url: Any) -> routing.Route:
+        calls.append((url.scheme, url.host))
+        return real(url)
+
+    monkeypatch.setattr(routing, "resolve", counting)
+    return calls
+
+
+def scan_all(urls: list[str], options: Options | None = None) -> list[list[refscan.ManifestEntry]]:
+    async def main() -> list[list[refscan.ManifestEntry]]:
+        async with Scanner(options) as scanner:
+            return await scanner.scan_many(urls)
+
+    return anyio.run(main)
+
+
+def write_netrc(path: Any, text: str) -> str:
+    path.write_text(text)
+    path.chmod(0o600)
+    return str(path)
+
+
+def test_http_proxy_from_env_is_used_and_looked_up_once(
+    env: pytest.MonkeyPatch, proxy: tuple[str, list[Proxied]]
+) -> None:
+    base, seen = proxy
+    env.setenv("HTTP_PROXY", base.replace("http://", f"http://pu:{PROXY_PW}@"))
+    lookups = count_lookups(env)
+    urls = [f"http://origin.invalid/d/{i}.bin?v=1" for i in range(20)]
+    results = scan_all(urls)
+    assert [r[0].digest for r in results] == ["via-proxy"] * 20
+    assert sorted(p.target for p in seen) == sorted(urls)  # absolute-form targets: a forward proxy request
+    assert {p.proxy_authorization for p in seen} == {basic_authorization("pu", PROXY_PW)}
+    assert lookups == [("http", "origin.invalid")]  # once per host, not once per request
+
+
+def test_no_proxy_hosts_are_reached_directly(
+    env: pytest.MonkeyPatch, proxy: tuple[str, list[Proxied]], app: tuple[str, Stats]
+) -> None:
+    proxy_base, seen = proxy
+    base, stats = app
+    env.setenv("http_proxy", proxy_base)
+    env.setenv("NO_PROXY", "example.invalid,127.0.0.1")
+    results = scan_all([f"{base}/checksums.txt", "http://origin.invalid/a.bin"])
+    assert [r[0].digest for r in results] == ["c1", "via-proxy"]
+    assert stats.hits["/checksums.txt"] == 1
+    assert [p.target for p in seen] == ["http://origin.invalid/a.bin"]
+
+
+def test_no_proxy_host_is_never_sent_to_the_proxy(env: pytest.MonkeyPatch, proxy: tuple[str, list[Proxied]]) -> None:
+    proxy_base, seen = proxy
+    env.setenv("HTTP_PROXY", proxy_base)
+    env.setenv("no_proxy", "origin.invalid")
+    with pytest.raises(BackendError, match=r"cannot connect to origin\.invalid"):
+        refscan.scan("http://origin.invalid/a.bin", options=FAST)  # direct, and the host does not exist
+    assert seen == []
+
+
+def test_trust_env_false_ignores_proxy_and_netrc(
+    env: pytest.MonkeyPatch, tmp_path: Any, proxy: tuple[str, list[Proxied]], app: tuple[str, Stats]
+) -> None:
+    proxy_base, seen = proxy
+    base, stats = app
+    env.setenv("HTTP_PROXY", proxy_base)
+    env.setenv("NETRC", write_netrc(tmp_path / "netrc", f"machine 127.0.0.1 login alice password {NETRC_PW}\n"))
+    opts = Options(http=HTTPOptions(trust_env=False))
+    assert one(f"{base}/checksums.txt", options=opts).digest == "c1"
+    with pytest.raises(AccessDenied, match="401"):
+        refscan.scan(f"{base}/basic.txt", options=opts)
+    assert seen == []
+    assert stats.authorization == ["", ""]
+
+
+def test_netrc_credentials_are_sent_as_basic_auth(
+    env: pytest.MonkeyPatch, tmp_path: Any, app: tuple[str, Stats]
+) -> None:
+    base, stats = app
+    write_netrc(tmp_path / ".netrc", f"machine 127.0.0.1 login alice password {NETRC_PW}\n")  # ~/.netrc
+    assert one(f"{base}/basic.txt").digest == "basic"
+    env.setenv("NETRC", write_netrc(tmp_path / "other", f"default login dora password {NETRC_PW}\n"))
+    assert one(f"{base}/basic.txt").digest == "basic"
+    authed = base.replace("http://", "http://bob:url-pw@")
+    assert one(f"{authed}/basic.txt").digest == "basic"  # credentials in the URL win over netrc
+    assert stats.authorization == [
+        basic_authorization("alice", NETRC_PW),
+        basic_authorization("dora", NETRC_PW),
+        basic_authorization("bob", "url-pw"),
+    ]
+
+
+def test_netrc_beside_an_authorization_header_is_refused(
+    env: pytest.MonkeyPatch, tmp_path: Any, app: tuple[str, Stats], caplog: pytest.LogCaptureFixture
+) -> None:
+    base, stats = app
+    env.setenv("NETRC", write_netrc(tmp_path / "netrc", f"machine 127.0.0.1 login alice password {NETRC_PW}\n"))
+    opts = Options(http=HTTPOptions(headers={"Authorization": "Bearer topsecret-token"}, max_attempts=1))
+    with caplog.at_level(logging.DEBUG, logger="refscan"), pytest.raises(BackendError, match="netrc") as info:
+        refscan.scan(f"{base}/auth.txt", options=opts)
+    shown = "".join(traceback.format_exception(info.value)) + caplog.text
+    for secret in (NETRC_PW, "topsecret-token", basic_authorization("alice", NETRC_PW)):
+        assert secret not in shown
+    assert stats.hits == {}, "refused before anything was sent"
+
+
+def test_netrc_follows_a_redirect_to_another_origin(
+    env: pytest.MonkeyPatch, tmp_path: Any, app: tuple[str, Stats]
+) -> None:
+    base, stats = app
+    netrc = f"machine 127.0.0.1 login alice password {NETRC_PW}\nmachine localhost login carol password c-pw\n"
+    env.setenv("NETRC", write_netrc(tmp_path / "netrc", netrc))
+    lookups = count_lookups(env)
+    e = one(f"{base}/to-localhost")
+    assert (e.digest, e.ref) == ("basic", f"{base}/to-localhost")
+    assert stats.authorization == [basic_authorization("alice", NETRC_PW), basic_authorization("carol", "c-pw")]
+    assert lookups == [("http", "127.0.0.1"), ("http", "localhost")]
+
+
+def test_proxy_and_netrc_secrets_never_logged(
+    env: pytest.MonkeyPatch,
+    tmp_path: Any,
+    proxy: tuple[str, list[Proxied]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    proxy_base, seen = proxy
+    env.setenv("HTTP_PROXY", proxy_base.replace("http://", f"http://pu:{PROXY_PW}@"))
+    env.setenv("NETRC", write_netrc(tmp_path / "netrc", f"machine origin.invalid login nu password {NETRC_PW}\n"))
+    with caplog.at_level(logging.DEBUG):  # every logger: refscan's events and aiohttp's own
+        assert one("http://origin.invalid/ok.bin").digest == "via-proxy"
+        with pytest.raises(NotFound) as info:
+            refscan.scan("http://origin.invalid/missing.bin")
+    assert seen[0].authorization == basic_authorization("nu", NETRC_PW)
+    shown = "".join(traceback.format_exception(info.value)) + caplog.text
+    assert "http.request" in caplog.text
+    for secret in (PROXY_PW, NETRC_PW, basic_authorization("pu", PROXY_PW), basic_authorization("nu", NETRC_PW)):
+        assert secret not in shown
