@@ -409,6 +409,7 @@ def test_composite_without_md5(serve_app: Callable[[web.Application], str]) -> N
     [listed] = refscan.scan("gs://bk/data/", options=app_options(url))
     assert (listed.path, listed.digest, dict(listed.extra)) == ("composite.bin", "CNCz6u7X4YIDEAE=", want)
     assert any("fields=" in s for s in seen)
+    assert all("prettyPrint=false" in s for s in seen)  # every request here is a JSON-API one
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,14 @@ from yarl import URL
 
 from refscan.backends.gcs import GCSBackend
 from refscan.backends.gcs.backend import _object_meta
-from refscan.backends.gcs.client import GCSClient, _Failure, _failure_from_body, _translate
+from refscan.backends.gcs.client import (
+    LIST_FIELDS,
+    OBJECT_FIELDS,
+    GCSClient,
+    _Failure,
+    _failure_from_body,
+    _translate,
+)
 from refscan.backends.gcs.listing import Page, _Range, list_items, split_points
 from refscan.errors import AccessDenied, BackendError, NotFound
 from refscan.fingerprint import Match, compare
@@ -507,3 +514,28 @@ async def test_client_errors_are_not_retried(waits: list[tuple[float, int]]) -> 
     with pytest.raises(_Failure) as info:
         await client._get(URL("http://gcs/o"))
     assert (info.value.status, info.value.message, client.sent, waits) == (404, "No such object: b/k", 1, [])
+
+
+class Recording(Scripted):
+    """A scripted client that also records the URLs it sends."""
+
+    def __init__(self, script: Sequence[Step]) -> None:
+        super().__init__(script)
+        self.urls: list[URL] = []
+
+    async def _open_response(self, url: URL, headers: Mapping[str, str], *, media: bool) -> Any:
+        self.urls.append(url)
+        return await super()._open_response(url, headers, media=media)
+
+
+@pytest.mark.anyio
+async def test_json_requests_ask_for_compact_trimmed_json() -> None:
+    client = Recording([OK, (200, b'{"items": []}', {}), (200, b"bytes", {})])
+    await client.object("bk", "a/b c", "7")
+    await client.page("bk", "a/", _Range(start="a/x"), 1000)
+    await client.media("bk", "a/b c", None, 0)
+    get, listing, media = (u.query for u in client.urls)
+    assert (get["prettyPrint"], get["fields"], get["generation"]) == ("false", OBJECT_FIELDS, "7")
+    assert (listing["prettyPrint"], listing["fields"], listing["maxResults"]) == ("false", LIST_FIELDS, "1000")
+    assert "prettyPrint" not in media
+    assert media["alt"] == "media"

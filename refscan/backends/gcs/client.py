@@ -53,6 +53,9 @@ TRANSIENT = (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError)
 #: Object fields refscan reads; `fields=` trims real GCS responses (the emulator ignores it).
 OBJECT_FIELDS = "name,size,etag,generation,metageneration,md5Hash,crc32c"
 LIST_FIELDS = f"items({OBJECT_FIELDS}),nextPageToken"
+#: JSON-API requests also ask for compact JSON (`prettyPrint=false`: no indentation, fewer bytes to send and
+#: parse); the emulator ignores it.
+PRETTY_PRINT = "false"
 #: Refresh credentials this many seconds before they expire (gcsfs uses the same buffer).
 REFRESH_BUFFER = 300.0
 
@@ -228,13 +231,17 @@ class GCSClient:
     # -- the API ----------------------------------------------------------------------------------------------
 
     async def object(self, bucket: str, key: str, generation: str | None) -> Any:
-        """objects.get: the object resource of `key` (at `generation` when given), as decoded JSON."""
+        """objects.get: the object resource of `key` (at `generation` when given), as decoded JSON; only the
+        `OBJECT_FIELDS`, compact."""
         return await self._get(
-            self._url(f"b/{_q(bucket)}/o/{_q(key)}", {"generation": generation, "fields": OBJECT_FIELDS})
+            self._url(
+                f"b/{_q(bucket)}/o/{_q(key)}",
+                {"generation": generation, "fields": OBJECT_FIELDS, "prettyPrint": PRETTY_PRINT},
+            )
         )
 
     async def page(self, bucket: str, prefix: str, rng: _Range, max_results: int) -> Page:
-        """One objects.list page of `rng`: (items, nextPageToken)."""
+        """One objects.list page of `rng`: (items, nextPageToken); only the `LIST_FIELDS`, compact."""
         url = self._url(
             f"b/{_q(bucket)}/o",
             {
@@ -244,6 +251,7 @@ class GCSClient:
                 "pageToken": rng.token,
                 "maxResults": str(max_results),
                 "fields": LIST_FIELDS,
+                "prettyPrint": PRETTY_PRINT,
             },
         )
         body = await self._get(url)
