@@ -770,5 +770,6 @@ def test_proxy_and_netrc_secrets_never_logged(
     assert seen[0].authorization == basic_authorization("nu", NETRC_PW)
     shown = "".join(traceback.format_exception(info.value)) + caplog.text
     assert "http.request" in caplog.text
+    assert "event='http.route'" in caplog.text  # the route is logged once, its proxy without credentials
     for secret in (PROXY_PW, NETRC_PW, basic_authorization("pu", PROXY_PW), basic_authorization("nu", NETRC_PW)):
         assert secret not in shown

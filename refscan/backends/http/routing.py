@@ -24,6 +24,9 @@ from typing import TypeAlias
 from aiohttp.helpers import basicauth_from_netrc, get_env_proxy_for_url, netrc_from_env
 from yarl import URL
 
+from ...events import logger
+from ...uri import redact
+
 _Key: TypeAlias = tuple[str, str | None]
 
 
@@ -65,9 +68,9 @@ def resolve(url: URL) -> Route:
 
 
 class Routes:
-    """`resolve` cached per (scheme, host); concurrent first requests to a host share one lookup.
-
-    A failed lookup is not cached (the next request to that host tries again). Use on one event loop."""
+    """`resolve` cached per (scheme, host); concurrent first requests to a host share one lookup, logged once
+    as `http.route` (the proxy without credentials, whether netrc had an entry). A failed lookup is not cached
+    (the next request to that host tries again). Use on one event loop."""
 
     def __init__(self) -> None:
         self._known: dict[_Key, Route] = {}
@@ -92,7 +95,14 @@ class Routes:
             def settle(done: asyncio.Future[Route]) -> None:
                 self._pending.pop(key, None)
                 if not done.cancelled() and done.exception() is None:  # exception(): retrieved, never unraised
-                    self._known[key] = done.result()
+                    route = self._known[key] = done.result()
+                    logger().debug(
+                        "http.route",
+                        scheme=key[0],
+                        host=key[1],
+                        proxy=redact(str(route.proxy)) if route.proxy is not None else None,
+                        netrc=route.netrc_authorization is not None,
+                    )
 
             pending.add_done_callback(settle)
         return await asyncio.shield(pending)
