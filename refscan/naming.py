@@ -12,8 +12,24 @@ from .errors import InvalidURI, PathConflict, UnsafePath
 from .uri import RefURI
 
 
+def _plain(path: str) -> bool:
+    """True when `path` is already clean: non-empty segments, none starting with `.`, no NUL or backslash
+    (the common case, decided without splitting)."""
+    return (
+        path != ""
+        and path[0] not in "/."
+        and path[-1] != "/"
+        and "//" not in path
+        and "/." not in path
+        and "\\" not in path
+        and "\x00" not in path
+    )
+
+
 def clean_path(path: str, *, source: str) -> str:
     """`path` with empty segments dropped; raises `UnsafePath` for `.`/`..` segments, NUL or empty result."""
+    if _plain(path):
+        return path
     if "\x00" in path:
         raise UnsafePath(f"{source}: path {path!r} contains a NUL byte")
     parts = [p for p in path.replace("\\", "/").split("/") if p]
@@ -161,4 +177,6 @@ def folder_entry_path(folder: RefURI, key: str, name: str | None) -> str:
     """Path of object `key` found under `folder`: relative to the folder, under `name/` when given."""
     relative = key[len(folder.key) :]
     path = f"{name}/{relative}" if name else relative
+    if _plain(path):  # per listed object: skip building the error's source text
+        return path
     return clean_path(path, source=f"{folder.object_ref()}{relative}")

@@ -40,7 +40,9 @@ class S3Options:
     `endpoint_url` falls back to AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, then AWS_S3_ENDPOINT_URL;
     `region` to the AWS chain (AWS_REGION / AWS_DEFAULT_REGION / profile). `anonymous` sends unsigned
     requests. `requester_pays` adds RequestPayer=requester. `checksums` asks HeadObject for additional
-    checksums (ChecksumMode=ENABLED) on single objects.
+    checksums (ChecksumMode=ENABLED) on single objects. `retry_mode` / `max_attempts` override
+    `Options.retry`. `parallel_listing=False` lists each folder as one chain of pages, for stores whose
+    listing order is not S3's (refscan also falls back by itself when a page shows it).
     """
 
     endpoint_url: str | None = None
@@ -58,6 +60,7 @@ class S3Options:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     checksums: bool = False
+    parallel_listing: bool = True
 
     def resolved_endpoint_url(self) -> str | None:
         """The endpoint to use: the option, else AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, AWS_S3_ENDPOINT_URL,

@@ -8,6 +8,7 @@ a local path. Parsing never touches the network.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -101,9 +102,15 @@ class RefURI:
 
 
 def _backend_class(scheme: str) -> type[Backend]:
-    from .backends import backend_class  # the registry imports backends, which import this module
+    global _lookup
+    if _lookup is None:
+        from .backends import backend_class  # the registry imports backends, which import this module
 
-    return backend_class(scheme)
+        _lookup = backend_class
+    return _lookup(scheme)
+
+
+_lookup: Callable[[str], type[Backend]] | None = None
 
 
 def shown(text: str) -> str:

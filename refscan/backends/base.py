@@ -167,6 +167,7 @@ class BucketBackend(Backend):
     """A store of buckets and keys: `scheme://bucket/key`, a version after the key in `version_pattern`.
 
     Keys are taken as written (no percent-decoding); the bucket root and keys ending in `/` are folders.
+    Refs are `scheme://bucket/key`.
     """
 
     #: Matches a version at the end of the text; group 1 is the version.
@@ -197,3 +198,7 @@ class BucketBackend(Backend):
         if version is not None and (not key or key.endswith("/")):
             raise InvalidURI(f"{where}: a version can only pin an object, not a bucket or folder")
         return RefURI(scheme, bucket, key, version)
+
+    @classmethod
+    def entry_ref(cls, uri: RefURI, meta: ObjectMeta) -> str:
+        return f"{uri.scheme}://{uri.bucket}/{meta.key}"  # object_ref of the child, without building it

@@ -227,8 +227,15 @@ def test_bucket_root_max_objects_one_short(seaweed_server: SeaweedFSServer, root
         refscan.scan(f"s3://{root.bucket}", max_objects=len(root.objects) - 1, options=opts(seaweed_server))
 
 
-def test_folder_of_the_layout(seaweed_server: SeaweedFSServer, root: SeededLayout) -> None:
+def test_folder_of_the_layout(
+    seaweed_server: SeaweedFSServer, root: SeededLayout, request: pytest.FixtureRequest
+) -> None:
     """The folder holds its own keys only (`a` not `a-c` nor `a.d`, which SeaweedFS lists after `a/`'s keys)."""
+    if request.node.callspec.params["root"] == "dir-key":
+        # SeaweedFS 4.48 bug: `Prefix=a/ MaxKeys=1000` returns exactly 1,000 keys ending at `a/b` (a key that is
+        # also a folder) with IsTruncated=false, hiding `a/b/0..4`; no continuation can see them. Strict: when
+        # SeaweedFS (or refscan) changes, this must be looked at again.
+        request.applymarker(pytest.mark.xfail(strict=True, reason="SeaweedFS ends a full page as not truncated"))
     prefix = root.folder + "/"
     inside = {k: v for k, v in root.objects.items() if k.startswith(prefix)}
     entries = refscan.scan(f"s3://{root.bucket}/{root.folder}", options=opts(seaweed_server))

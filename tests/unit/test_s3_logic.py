@@ -3,6 +3,8 @@ error mapping, the request path, the budget and the listing walk (on an in-memor
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -18,6 +20,8 @@ from botocore.exceptions import (
     ParamValidationError,
     ReadTimeoutError,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from refscan import AccessDenied, BackendError, InvalidURI, NotFound, Options, RefURI, S3Options
 from refscan.backends.s3 import S3Backend
@@ -37,7 +41,7 @@ from refscan.backends.s3.listing import (
     Cursor,
     Page,
     Walk,
-    child_of,
+    broken_rule,
     is_folder_marker,
     listed_meta,
     parse_v2_page,
@@ -88,22 +92,6 @@ def test_iso_time_is_utc_to_the_second() -> None:
 )
 def test_is_folder_marker(key: str, size: int | None, marker: bool) -> None:
     assert is_folder_marker(key, size) is marker
-
-
-@pytest.mark.parametrize(
-    ("prefix", "key", "child"),
-    [
-        ("data/", "data/x", None),
-        ("data/", "data/sub/x", "data/sub/"),
-        ("data/", "data/sub/deeper/x", "data/sub/"),
-        ("data/", "data//x", "data//"),
-        ("", "top", None),
-        ("", "a/b", "a/"),
-        ("data/", "data/sub/", "data/sub/"),
-    ],
-)
-def test_child_of(prefix: str, key: str, child: str | None) -> None:
-    assert child_of(prefix, key) == child
 
 
 def test_listed_meta_versioned_entry() -> None:
@@ -589,49 +577,49 @@ async def test_head_all_drops_deleted_objects_and_the_first_failure_cancels_the_
 
 
 class FakeBucket:
-    """A `PageSource` with S3's listing semantics over a dict of keys (versions: (key, version, live))."""
+    """A `PageSource` over a list of keys (or versions: (key, version, live), latest first per key) with S3's
+    listing semantics, or, with `order="directory"`, a SeaweedFS-like server that lists by path component
+    (`a/b` before `a-c`) and reads StartAfter / KeyMarker in that same order."""
 
-    def __init__(self, keys: list[str], versions: list[tuple[str, str, bool]] | None = None) -> None:
-        self.keys = sorted(keys)
+    def __init__(
+        self, keys: list[str], versions: list[tuple[str, str, bool]] | None = None, *, order: str = "s3"
+    ) -> None:
+        self.sort_key: Any = (lambda k: k.split("/")) if order == "directory" else (lambda k: k)
+        self.keys = sorted(keys, key=self.sort_key)
         self.versions = versions
         self.requests: list[dict[str, Any]] = []
 
-    async def page(
-        self,
-        bucket: str,
-        prefix: str,
-        *,
-        cursor: Cursor | None,
-        delimiter: str | None,
-        max_keys: int,
-        versioned: bool,
-    ) -> Page:
-        self.requests.append({"prefix": prefix, "cursor": cursor, "delimiter": delimiter, "max_keys": max_keys})
+    def _after(self, key: str, position: str) -> bool:
+        return bool(self.sort_key(key) > self.sort_key(position))
+
+    async def page(self, bucket: str, prefix: str, *, cursor: Cursor | None, max_keys: int, versioned: bool) -> Page:
+        self.requests.append({"prefix": prefix, "cursor": cursor, "max_keys": max_keys})
         await anyio.lowlevel.checkpoint()
         if versioned:
-            return self._versions(prefix, cursor, delimiter, max_keys)
+            return self._versions(prefix, cursor, max_keys)
         after = None if cursor is None else (cursor.token or cursor.start_after)
-        items = self._items([(k, "") for k in self.keys], prefix, delimiter, (after, "") if after else None)
+        items = [k for k in self.keys if k.startswith(prefix) and (after is None or self._after(k, after))]
         page, more = items[:max_keys], len(items) > max_keys
-        contents = [
-            {"Key": k, "ETag": f'"{k}"', "Size": int(not k.endswith("/"))} for kind, k, _ in page if kind == "key"
-        ]
         resp: dict[str, Any] = {
             "IsTruncated": more,
-            "Contents": contents,
-            "CommonPrefixes": [{"Prefix": p} for kind, p, _ in page if kind == "prefix"],
+            "Contents": [{"Key": k, "ETag": f'"{k}"', "Size": int(not k.endswith("/"))} for k in page],
         }
         if more:
-            resp["NextContinuationToken"] = page[-1][1]
+            resp["NextContinuationToken"] = page[-1]
         return parse_v2_page(resp)
 
-    def _versions(self, prefix: str, cursor: Cursor | None, delimiter: str | None, max_keys: int) -> Page:
+    def _versions(self, prefix: str, cursor: Cursor | None, max_keys: int) -> Page:
         assert self.versions is not None
-        after = (cursor.key_marker, cursor.version_marker or "") if cursor and cursor.key_marker else None
-        entries = [(k, v) for k, v, _ in self.versions]
-        items = self._items(entries, prefix, delimiter, after)
+        entries = sorted(self.versions, key=lambda e: self.sort_key(e[0]))  # stable: versions keep their order
+        start = 0
+        if cursor is not None and cursor.key_marker is not None:
+            marker, version = cursor.key_marker, cursor.version_marker
+            if version:
+                start = entries.index(next(e for e in entries if e[0] == marker and e[1] == version)) + 1
+            else:
+                start = next((i for i, e in enumerate(entries) if self._after(e[0], marker)), len(entries))
+        items = [e for e in entries[start:] if e[0].startswith(prefix)]
         page, more = items[:max_keys], len(items) > max_keys
-        live = {(k, v): alive for k, v, alive in self.versions}
         latest: dict[str, str] = {}
         for k, v, _ in self.versions:
             latest.setdefault(k, v)
@@ -639,45 +627,14 @@ class FakeBucket:
             "IsTruncated": more,
             "Versions": [
                 {"Key": k, "VersionId": v, "ETag": f'"{k}"', "Size": 1, "IsLatest": latest[k] == v}
-                for kind, k, v in page
-                if kind == "key" and live[(k, v)]
+                for k, v, live in page
+                if live
             ],
-            "DeleteMarkers": [{"Key": k, "VersionId": v} for kind, k, v in page if kind == "key" and not live[(k, v)]],
-            "CommonPrefixes": [{"Prefix": p} for kind, p, _ in page if kind == "prefix"],
+            "DeleteMarkers": [{"Key": k, "VersionId": v} for k, v, live in page if not live],
         }
         if more:
-            kind, k, v = page[-1]
-            resp["NextKeyMarker"] = k
-            if kind == "key":
-                resp["NextVersionIdMarker"] = v
+            resp["NextKeyMarker"], resp["NextVersionIdMarker"] = page[-1][0], page[-1][1]
         return parse_versions_page(resp)
-
-    @staticmethod
-    def _items(
-        entries: list[tuple[str, str]], prefix: str, delimiter: str | None, after: tuple[str, str] | None
-    ) -> list[tuple[str, str, str]]:
-        """The (kind, key or prefix, version) items of a listing after position `after`, in S3's order."""
-        out: list[tuple[str, str, str]] = []
-        order = {e: i for i, e in enumerate(entries)}
-        for key, version in entries:
-            if not key.startswith(prefix):
-                continue
-            if after is not None:
-                if key < after[0]:
-                    continue
-                if key == after[0] and (not after[1] or order[(key, version)] <= order.get(after, -1)):
-                    continue
-            if delimiter:
-                rest = key[len(prefix) :]
-                if delimiter in rest:
-                    common = prefix + rest[: rest.index(delimiter) + 1]
-                    if after is not None and common <= after[0] and after[0].startswith(common):
-                        continue
-                    if not out or out[-1][1] != common:
-                        out.append(("prefix", common, ""))
-                    continue
-            out.append(("key", key, version))
-        return out
 
 
 async def walk(source: FakeBucket, prefix: str, limit: int, *, versioned: bool = False) -> list[str]:
@@ -694,6 +651,16 @@ async def walk_with_stats(
     return found, walker
 
 
+@contextlib.contextmanager
+def page_size(size: int) -> Iterator[None]:
+    """S3's page cap, lowered so small key sets page and split (hypothesis runs many examples per test)."""
+    saved, listing_mod.PAGE = listing_mod.PAGE, size
+    try:
+        yield
+    finally:
+        listing_mod.PAGE = saved
+
+
 TREE_KEYS = [
     *(f"t/f{i}" for i in range(7)),
     *(f"t/big/{i:02d}" for i in range(12)),
@@ -706,39 +673,110 @@ TREE_KEYS = [
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("page", "fanout_children"), [(1000, 10), (2, 10), (3, 1), (5, 0)])
-async def test_walk_lists_every_object_once(monkeypatch: pytest.MonkeyPatch, page: int, fanout_children: int) -> None:
-    monkeypatch.setattr(listing_mod, "PAGE", page)
-    monkeypatch.setattr(listing_mod, "FANOUT_MAX_CHILDREN", fanout_children)
-    bucket = FakeBucket(TREE_KEYS)
-    got, walker = await walk_with_stats(bucket, "t/", 10_000)
+@pytest.mark.parametrize("page", [1000, 2, 3, 5])
+async def test_walk_lists_every_object_once(page: int) -> None:
+    with page_size(page):
+        bucket = FakeBucket(TREE_KEYS)
+        got, walker = await walk_with_stats(bucket, "t/", 10_000)
     expected = sorted(k for k in TREE_KEYS if k.startswith("t/") and k != "t/big/")
     assert sorted(got) == expected
     assert len(got) == len(expected)
     assert all(r["max_keys"] <= page for r in bucket.requests)
     assert walker.requests == len(bucket.requests)
+    assert walker.fallback is None
     if page <= 3:
-        assert walker.fanouts >= 1
-        assert any(r["delimiter"] == "/" for r in bucket.requests)
+        assert walker.splits >= 1  # listed as concurrent key ranges
+        assert any(r["cursor"] is not None and r["cursor"].start_after for r in bucket.requests)
     if page == 1000:
         assert len(bucket.requests) == 1  # a folder that fits in one page costs one request
 
 
 @pytest.mark.anyio
-async def test_walk_honours_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(listing_mod, "PAGE", 4)
-    n = len([k for k in TREE_KEYS if k.startswith("t/") and k != "t/big/"])
-    for limit in (1, 5, n - 1, n, n + 1):
-        bucket = FakeBucket(TREE_KEYS)
-        got = await walk(bucket, "t/", limit)
-        assert len(got) == min(limit, n)
-        assert sum(r["max_keys"] for r in bucket.requests) <= limit + n  # never asks far beyond the limit
-        assert all(r["max_keys"] <= 4 for r in bucket.requests)
+async def test_a_flat_folder_is_listed_as_concurrent_ranges() -> None:
+    keys = [f"flat/obj-{i:05d}.bin" for i in range(2000)]
+    with page_size(10):
+        bucket = FakeBucket(keys)
+        got, walker = await walk_with_stats(bucket, "flat/", 10_000)
+    assert sorted(got) == keys
+    assert walker.splits > 5
+    chain = len(keys) // 10
+    assert walker.requests < 2 * chain  # guessed bounds cost some extra requests, never a request per key
+
+
+KEY_CHARS = st.sampled_from(["a", "b", "z", "0", "9", "-", ".", "/", "é", "~", " ", "%"])
+KEYS = st.lists(st.text(KEY_CHARS, min_size=1, max_size=6), min_size=0, max_size=60, unique=True)
 
 
 @pytest.mark.anyio
-async def test_walk_versioned_keeps_latest_live_versions(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(listing_mod, "PAGE", 2)
+@settings(max_examples=60, deadline=None)
+@given(keys=KEYS, page=st.integers(1, 7), order=st.sampled_from(["s3", "directory"]))
+async def test_walk_property_every_key_once(keys: list[str], page: int, order: str) -> None:
+    """Random key sets (unicode, `/`, keys equal to guessed bounds), either listing order: every object exactly
+    once, none outside the folder, and exactly `limit` when there are more."""
+    keys = [f"p/{k}" for k in keys] + ["p-sibling", "q/outside"]
+    expected = sorted(k for k in keys if k.startswith("p/") and not is_folder_marker(k, int(not k.endswith("/"))))
+    with page_size(page):
+        got = await walk(FakeBucket(keys, order=order), "p/", 10_000)
+        assert sorted(got) == expected
+        assert len(got) == len(set(got))
+        if len(expected) > 1:
+            limited = await walk(FakeBucket(keys, order=order), "p/", len(expected) - 1)
+            assert len(limited) == len(expected) - 1 == len(set(limited))
+            assert set(limited) <= set(expected)
+
+
+@pytest.mark.anyio
+@settings(max_examples=40, deadline=None)
+@given(keys=KEYS, page=st.integers(1, 5), order=st.sampled_from(["s3", "directory"]))
+async def test_walk_property_versioned(keys: list[str], page: int, order: str) -> None:
+    versions = []
+    for i, k in enumerate(sorted(f"v/{k}" for k in keys if not k.endswith("/"))):
+        if i % 3 == 0:
+            versions += [(k, "3", True), (k, "2", True), (k, "1", True)]
+        elif i % 5 == 0:
+            versions += [(k, "m", False), (k, "1", True)]  # deleted: its latest entry is a delete marker
+        else:
+            versions.append((k, "1", True))
+    live_latest = sorted({k for k, _, _ in versions if next(e for e in versions if e[0] == k)[2]})  # latest live
+    with page_size(page):
+        got = await walk(FakeBucket([], versions, order=order), "v/", 10_000, versioned=True)
+    assert sorted(got) == live_latest
+    assert len(got) == len(set(got))
+
+
+def test_broken_rule_names_what_the_server_did() -> None:
+    ok = parse_v2_page({"Contents": [{"Key": "p/a", "ETag": '"e"', "Size": 1}, {"Key": "p/b", "ETag": '"e"'}]})
+    assert broken_rule("p/", None, ok) == ""
+    assert broken_rule("p/", "p/a", ok) == "'p/a' was listed after 'p/a'"
+    assert broken_rule("q/", None, ok) == "a key outside 'q/' was listed"
+    swapped = parse_v2_page({"Contents": [{"Key": "p/b", "ETag": '"e"'}, {"Key": "p/a", "ETag": '"e"'}]})
+    assert broken_rule("p/", None, swapped) == "keys were listed out of byte order"
+
+
+@pytest.mark.anyio
+async def test_walk_on_a_directory_ordered_server_falls_back_and_stays_exact() -> None:
+    """SeaweedFS lists `a/b` before `a-c`: once a page shows it, the walk lists the server's own chain."""
+    keys = [f"a/{i:03d}" for i in range(40)] + ["a-c", "a.d", "a0"] + [f"fo/b/{i:03d}" for i in range(40)] + ["fo-x"]
+    with page_size(4):
+        got, walker = await walk_with_stats(FakeBucket(keys, order="directory"), "", 10_000)
+    assert sorted(got) == sorted(keys)
+    assert len(got) == len(keys)
+    assert walker.fallback is not None
+
+
+@pytest.mark.anyio
+async def test_walk_honours_the_limit() -> None:
+    n = len([k for k in TREE_KEYS if k.startswith("t/") and k != "t/big/"])
+    with page_size(4):
+        for limit in (1, 5, n - 1, n, n + 1):
+            bucket = FakeBucket(TREE_KEYS)
+            got = await walk(bucket, "t/", limit)
+            assert len(got) == min(limit, n) == len(set(got))
+            assert all(r["max_keys"] <= 4 for r in bucket.requests)
+
+
+@pytest.mark.anyio
+async def test_walk_versioned_keeps_latest_live_versions() -> None:
     versions = [
         ("v/a", "3", True),
         ("v/a", "2", True),
@@ -750,8 +788,7 @@ async def test_walk_versioned_keeps_latest_live_versions(monkeypatch: pytest.Mon
         ("v/sub/c", "1", True),
         ("v/z", "1", True),
     ]
-    for fanout_children in (10, 0):
-        monkeypatch.setattr(listing_mod, "FANOUT_MAX_CHILDREN", fanout_children)
+    with page_size(2):
         bucket = FakeBucket([], versions)
         assert sorted(await walk(bucket, "v/", 100, versioned=True)) == ["v/a", "v/sub/b", "v/sub/c", "v/z"]
 

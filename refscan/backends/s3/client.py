@@ -42,6 +42,7 @@ from ...errors import AccessDenied, BackendError, InvalidURI, NotFound, RefscanE
 from ...events import logger
 from ...options import Options
 from ...uri import redact
+from . import xmlpages
 
 #: What each operation needs, for AccessDenied messages.
 PERMISSIONS: dict[str, str] = {
@@ -94,6 +95,9 @@ def version_id(value: Any) -> str | None:
     return value
 
 
+_ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d*)?Z\Z")
+
+
 def iso_time(value: Any) -> str | None:
     """ISO-8601 UTC to the second (`2024-05-01T12:00:00Z`).
 
@@ -102,6 +106,8 @@ def iso_time(value: Any) -> str | None:
     the same string for the same object.
     """
     if isinstance(value, str):
+        if _ISO_UTC.match(value):  # the listings' form: no parsing needed to cut it to the second
+            return value[:19] + "Z"
         try:
             if value[:1].isdigit():
                 value = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -137,7 +143,9 @@ MULTIPART_ETAG_RE = re.compile(r"^[0-9a-f]{32}-([0-9]+)$")
 
 def multipart_parts(etag: str | None) -> int | None:
     """The part count a multipart ETag states; None for any other ETag."""
-    found = MULTIPART_ETAG_RE.match(etag or "")
+    if not etag or "-" not in etag:  # the common single-part case, without a regex
+        return None
+    found = MULTIPART_ETAG_RE.match(etag)
     return int(found.group(1)) if found else None
 
 
@@ -307,6 +315,7 @@ class S3Client:
             self._boto = await stack.enter_async_context(
                 session.client("s3", endpoint_url=endpoint, config=client_config(self.options))
             )
+            xmlpages.register(self._boto.meta.events)
         self._stack = stack
         logger().debug(
             "s3.open",

@@ -1,37 +1,32 @@
-"""Listing S3 folders: page parsing and the fan-out walk (`Walk`), over any `PageSource`.
+"""Listing S3 folders: page parsing and the key-range walk (`Walk`), over any `PageSource`.
 
-Listing large folders (`Walk`) fans out by sub-folder so a big tree is not one chain of sequential pages:
+A folder is listed as concurrent key ranges, not as one chain of sequential pages:
 
-1. Every folder starts with one plain (recursive, no delimiter) page. A folder that fits in one page
-   costs exactly one request.
-2. When a page is truncated, the walk looks at how many sub-folders that page touched. Many small
-   sub-folders (more than `FANOUT_MAX_CHILDREN` in 1,000 keys) are cheapest listed by continuing the same
-   chain, so it continues (and re-decides on the next page). Otherwise it fans out from the position after
-   the page's last item:
-   - the sub-folder holding that last item continues on its own, from just after that item;
-   - a delimiter listing of the folder (from the same position) yields the remaining direct objects and
-     sub-folders; each sub-folder is walked the same way, concurrently.
-   Positions are always real items (StartAfter = last key; KeyMarker + VersionIdMarker = last version),
-   never invented split keys: that is exact on S3 and on emulators alike.
-3. Requests in flight are bounded by the backend's limiter, held only around each single request (inside
-   the `PageSource`). A shared budget bounds the objects: the MaxKeys of all requests in flight plus the
-   objects already kept never exceed `limit`, so at most `limit` live objects are ever requested and the walk
-   stops as soon as `limit` are kept. On versioned buckets MaxKeys counts versions and delete markers while
-   the budget counts live objects: each request asks for at most the remaining objects' worth of entries, so
-   no more than `limit` live objects are listed, though noncurrent versions may add entries (and pages) on top.
-
-Cost: a folder of N objects costs about N/1000 list requests plus, when it fans out, one extra request per
-sub-folder holding more than ~100 objects on average; never a request per object. A flat folder (no
-sub-folders) is inherently one chain of N/1000 sequential pages: S3 has no "end before" parameter, so
-key-range splitting would need guessed split keys and wasted reads.
+1. The walk starts with one plain (recursive) page of the whole folder; a folder that fits in one page costs
+   exactly one request.
+2. When a page is truncated and the object budget has room for more pages, the rest of its range is split:
+   boundaries are guessed from the page's keys (`refscan.backends.keyspace.split_points`) and each part
+   `(b_i, b_i+1]` is listed on its own (`StartAfter` / `KeyMarker` = b_i), concurrently; keys past a part's
+   end are dropped, and the part ends there. A part that proves large splits again the same way. Guessed
+   boundaries only shape the work: the parts partition the keys exactly, whatever the guess.
+3. Every page is checked against S3's rules: keys ascending (byte order) within a page and after the
+   position asked for, and under the folder. A server that breaks them (SeaweedFS orders keys by directory)
+   makes the walk fall back, once, to what is still exact: the server's own continuation tokens in one chain,
+   from the start, dropping the keys already yielded (they are remembered up to `SEEN_LIMIT`; past that the
+   walk raises rather than guess). The fallback is logged once per walk.
+4. Requests in flight are bounded by the backend's limiter, held only around each single request (inside the
+   `PageSource`). A shared budget bounds the objects: the MaxKeys of all requests in flight plus the objects
+   already kept never exceed `limit`, and the walk stops as soon as `limit` are kept. (Pages may read keys
+   past a part's end, or noncurrent versions on versioned buckets, which are dropped and not counted.)
 
 Results stream in rounds (`Walk.rounds`): each round requests one page for each of up to `ROUND_WIDTH`
-pending steps concurrently, then yields what it found, so memory stays bounded (about ROUND_WIDTH pages)
+pending parts concurrently, then yields what it found, so memory stays bounded (about ROUND_WIDTH pages)
 however large the folder. No task group stays open across a `yield` (the caller may abandon the iterator).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -40,18 +35,23 @@ from typing import Any, Protocol
 import anyio
 
 from ...errors import BackendError, RefscanError
-from ...meta import ObjectMeta
-from .client import iso_time, multipart_parts, required_etag, size_of, version_id
+from ...events import logger
+from ...meta import EMPTY, ObjectMeta
+from ..keyspace import split_points
+from .client import iso_time, multipart_parts, required_etag, version_id
 
 PAGE = 1000  # S3's page cap; never rely on a server to cap MaxKeys for us (moto does not)
-#: A truncated page touching more sub-folders than this (in <= 1,000 keys, i.e. < ~100 keys each on average)
-#: is continued sequentially: a request per small sub-folder would cost more than it saves.
-FANOUT_MAX_CHILDREN = 10
 #: Pending page requests issued together in one listing round (bounds memory to ~ROUND_WIDTH pages).
 ROUND_WIDTH = 32
+#: A truncated page's range is split into at most this many parts at once (each may split again).
+MAX_PARTS = 8
+#: A part that has listed this many full pages is split again.
+SPLIT_AFTER = 2
+#: Keys remembered for a fallback to one chain (about 100 bytes each); past it a disorder raises.
+SEEN_LIMIT = 250_000
 
 
-# -- keys -----------------------------------------------------------------------------------------
+# -- keys and pages -------------------------------------------------------------------------------
 
 
 def is_folder_marker(key: str, size: int | None) -> bool:
@@ -59,26 +59,10 @@ def is_folder_marker(key: str, size: int | None) -> bool:
     return key.endswith("/") and not size
 
 
-def child_of(prefix: str, key: str) -> str | None:
-    """The immediate sub-folder of `prefix` that holds `key` (`prefix` + first component + `/`), or None
-    when `key` is a direct object of `prefix`."""
-    rest = key[len(prefix) :]
-    slash = rest.find("/")
-    if slash < 0:
-        return None
-    return prefix + rest[: slash + 1]
-
-
-# -- pages ----------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Cursor:
-    """Where a listing continues.
-
-    `token`/`key_marker`+`version_marker` are the server's own continuation; `start_after` is a real key.
-    A cursor from a plain page's last item (`Page.after_last`) may be used with a narrower Prefix.
-    """
+    """Where a listing starts: the server's own continuation (`token`, or `key_marker` + `version_marker`
+    from a truncated page), or a position (`start_after` / `key_marker` alone: every key after it)."""
 
     token: str | None = None
     start_after: str | None = None
@@ -89,25 +73,17 @@ class Cursor:
 @dataclass
 class Page:
     objects: list[ObjectMeta]  # live objects: latest versions, no delete markers, no folder markers
-    prefixes: list[str]  # CommonPrefixes (delimiter listings only)
-    keys: list[str]  # every key seen (objects, markers, noncurrent versions)
-    last_key: str | None  # the key of the page's last item (plain listings)
-    next: Cursor | None  # continuation of this same request, when truncated
-    after_last: Cursor | None  # "after the last item", usable with another Prefix
+    keys: list[str]  # every key of the page (objects, markers, noncurrent versions), sorted
+    next: Cursor | None  # the server's continuation, when truncated
+    ordered: bool = True  # the server sent them in S3's byte order
+    strict: bool = True  # each key once (False: versions repeat their key)
 
 
 class PageSource(Protocol):
     """Fetches one listing page: ListObjectVersions when `versioned`, else ListObjectsV2."""
 
     async def page(
-        self,
-        bucket: str,
-        prefix: str,
-        *,
-        cursor: Cursor | None,
-        delimiter: str | None,
-        max_keys: int,
-        versioned: bool,
+        self, bucket: str, prefix: str, *, cursor: Cursor | None, max_keys: int, versioned: bool
     ) -> Page: ...
 
 
@@ -115,23 +91,27 @@ def listed_meta(entry: Mapping[str, Any]) -> ObjectMeta:
     """The object a ListObjectsV2 `Contents` or ListObjectVersions `Versions` entry describes.
 
     Listings name the additional checksum algorithms (`checksumAlgorithm`, `checksumType`) but not their
-    values, so a listed object has no `hashes` and no `encryption` (HeadObject alone reports those)."""
+    values, so a listed object has no `hashes` and no `encryption` (HeadObject alone reports those). Runs once
+    per listed object: keep it lean."""
     key: str = entry["Key"]
     etag = required_etag(key, entry.get("ETag"), "the listing")
-    attrs: dict[str, Any] = {}
     algorithms = entry.get("ChecksumAlgorithm")
+    attrs: Mapping[str, Any] = EMPTY
     if algorithms:
-        attrs["checksumAlgorithm"] = [str(a) for a in algorithms]
+        attrs = {"checksumAlgorithm": [str(a) for a in algorithms]}
         if entry.get("ChecksumType"):
             attrs["checksumType"] = str(entry["ChecksumType"])
+    size = entry.get("Size")
     return ObjectMeta(
-        key=key,
-        size=size_of(entry.get("Size")),
-        etag=etag,
-        version=version_id(entry.get("VersionId")),
-        modified=iso_time(entry.get("LastModified")),
-        parts=multipart_parts(etag),
-        attrs=attrs,
+        key,
+        int(size) if size is not None else None,
+        etag,
+        version_id(entry.get("VersionId")),
+        iso_time(entry.get("LastModified")),
+        EMPTY,
+        None,
+        multipart_parts(etag),
+        attrs,
     )
 
 
@@ -150,18 +130,10 @@ def parse_v2_page(resp: Mapping[str, Any]) -> Page:
     contents = resp.get("Contents") or []
     objects = [listed_meta(c) for c in contents if not is_folder_marker(c["Key"], c.get("Size"))]
     keys = [c["Key"] for c in contents]
-    prefixes = [p["Prefix"] for p in resp.get("CommonPrefixes") or []]
     token = resp.get("NextContinuationToken")
     truncated = _truncated(resp, token)
-    last = keys[-1] if keys else None
-    return Page(
-        objects=objects,
-        prefixes=prefixes,
-        keys=keys,
-        last_key=last,
-        next=Cursor(token=token) if truncated else None,
-        after_last=Cursor(start_after=last) if last is not None else None,
-    )
+    ordered = all(a < b for a, b in itertools.pairwise(keys))
+    return Page(objects, keys if ordered else sorted(keys), Cursor(token=token) if truncated else None, ordered)
 
 
 def parse_versions_page(resp: Mapping[str, Any]) -> Page:
@@ -171,24 +143,14 @@ def parse_versions_page(resp: Mapping[str, Any]) -> Page:
     # The latest entry of each key comes first in S3's order; a key whose latest entry is a delete marker
     # has no IsLatest version, so it is gone and skipped. Noncurrent versions are skipped too.
     objects = [listed_meta(v) for v in versions if v.get("IsLatest") and not is_folder_marker(v["Key"], v.get("Size"))]
-    keys = [v["Key"] for v in versions] + [m["Key"] for m in markers]
-    prefixes = [p["Prefix"] for p in resp.get("CommonPrefixes") or []]
-    key_marker = resp.get("NextKeyMarker")
-    version_marker = resp.get("NextVersionIdMarker")
-    truncated = _truncated(resp, key_marker)
-    cursor = Cursor(key_marker=key_marker, version_marker=version_marker) if truncated else None
-    # The continuation markers name the page's last item exactly (key + version), so they also serve as
-    # "after the last item" for a narrower prefix. Without a version marker (a page ending on a common
-    # prefix) there is no exact item to resume from.
-    exact = cursor if cursor is not None and version_marker else None
-    return Page(
-        objects=objects,
-        prefixes=prefixes,
-        keys=keys,
-        last_key=key_marker if exact is not None else None,
-        next=cursor,
-        after_last=exact,
+    version_keys, marker_keys = [v["Key"] for v in versions], [m["Key"] for m in markers]
+    ordered = all(a <= b for a, b in itertools.pairwise(version_keys)) and all(
+        a <= b for a, b in itertools.pairwise(marker_keys)
     )
+    key_marker = resp.get("NextKeyMarker")
+    truncated = _truncated(resp, key_marker)
+    cursor = Cursor(key_marker=key_marker, version_marker=resp.get("NextVersionIdMarker")) if truncated else None
+    return Page(objects, sorted(version_keys + marker_keys), cursor, ordered, strict=False)  # the lists interleave
 
 
 # -- the walk -------------------------------------------------------------------------------------
@@ -233,99 +195,157 @@ class Budget:
         changed.set()
 
 
-@dataclass(frozen=True)
-class Step:
-    """One pending page request of a walk: a plain (recursive) page of `prefix`, or, when `delimited`, a page
-    of its direct objects and sub-folders (`skip`: the sub-folder already continued by its own step)."""
+class Disorder(Exception):
+    """A page that breaks S3's listing rules (see `Walk.check`)."""
 
-    prefix: str
+
+@dataclass(frozen=True)
+class Part:
+    """One key range of the folder being listed: keys after `after` (None: from the start) up to and including
+    `end` (None: to the end), continuing from `cursor`; `pages` already listed in it."""
+
     cursor: Cursor | None = None
-    delimited: bool = False
-    skip: str | None = None
+    after: str | None = None
+    end: str | None = None
+    pages: int = 0
+
+
+def broken_rule(prefix: str, after: str | None, page: Page) -> str:
+    """How `page` breaks S3's listing rules ("" when it does not): its keys must come in byte order, lie under
+    `prefix` and come after the position `after` asked for (or at it, for more versions of that key)."""
+    keys = page.keys
+    if not keys:
+        return ""
+    if not (keys[0].startswith(prefix) and keys[-1].startswith(prefix)):
+        return f"a key outside {prefix!r} was listed"
+    if after is not None and (keys[0] < after or (page.strict and keys[0] == after)):
+        return f"{keys[0]!r} was listed after {after!r}"
+    return "" if page.ordered else "keys were listed out of byte order"
 
 
 class Walk:
-    """One folder listing: concurrent, budgeted, complete, streamed in rounds (see the module docstring)."""
+    """One folder listing: concurrent key ranges, budgeted, checked, streamed in rounds (module docstring)."""
 
-    def __init__(self, source: PageSource, bucket: str, *, versioned: bool, limit: int) -> None:
+    def __init__(self, source: PageSource, bucket: str, *, versioned: bool, limit: int, split: bool = True) -> None:
         self.source = source
         self.bucket = bucket
         self.versioned = versioned
         self.budget = Budget(limit)
+        self.split = split
         self.requests = 0
-        self.fanouts = 0
+        self.splits = 0
+        self.fallback: str | None = None  # why the walk fell back to one chain, once it has
         self.error: RefscanError | None = None
-        self.pending: deque[Step] = deque()
+        self.disorder: Disorder | None = None
+        self.pending: deque[Part] = deque()
+        self.seen: set[str] | None = set() if split else None  # keys yielded, for a fallback not to repeat them
+        self.skip: set[str] = set()  # after a fallback: keys yielded before it
 
     async def rounds(self, prefix: str) -> AsyncIterator[list[ObjectMeta]]:
         """The live objects under `prefix`, one batch per round. A round requests one page for each of up to
-        ROUND_WIDTH pending steps concurrently; its task group is closed before the batch is yielded."""
+        ROUND_WIDTH pending parts concurrently; its task group is closed before the batch is yielded."""
         if self.budget.limit <= 0:
             return
-        self.pending.append(Step(prefix))
+        self.pending.append(Part())
         while self.pending and not self.budget.full:
-            steps = [self.pending.popleft() for _ in range(min(ROUND_WIDTH, len(self.pending)))]
+            parts = [self.pending.popleft() for _ in range(min(ROUND_WIDTH, len(self.pending)))]
             found: list[ObjectMeta] = []
             async with anyio.create_task_group() as tg:
-                for step in steps:
-                    tg.start_soon(self._guarded, step, found, tg.cancel_scope)
+                for part in parts:
+                    tg.start_soon(self._guarded, prefix, part, found, tg.cancel_scope)
             if self.error is not None:
                 raise self.error
+            if self.disorder is not None:
+                self._fall_back(prefix, self.disorder)
+                continue  # this round's pages are dropped: the chain lists them again
+            self._remember(found)
             yield found
 
-    async def _guarded(self, step: Step, found: list[ObjectMeta], scope: anyio.CancelScope) -> None:
-        """Run `step`; the first refscan error ends the round and is raised by `rounds` as itself. A full
-        budget ends the round too (without an error): nothing more is wanted."""
+    def _remember(self, found: list[ObjectMeta]) -> None:
+        if self.seen is not None:
+            self.seen.update(m.key for m in found)
+            if len(self.seen) > SEEN_LIMIT:
+                self.seen = None
+
+    def _fall_back(self, prefix: str, disorder: Disorder) -> None:
+        """Restart as one chain of the server's own continuation tokens, skipping the keys already yielded."""
+        if self.seen is None:
+            raise BackendError(
+                f"s3://{self.bucket}/{prefix}: the server does not list keys in S3's order ({disorder}) and more "
+                f"than {SEEN_LIMIT} objects were already listed in parallel; list it sequentially with "
+                "S3Options(parallel_listing=False)"
+            )
+        self._stop_splitting(prefix, str(disorder))
+        self.skip, self.disorder = self.seen, None
+        self.budget = Budget(self.budget.limit)
+        self.budget.found = len(self.skip)
+        self.pending = deque([Part()])
+
+    async def _guarded(self, prefix: str, part: Part, found: list[ObjectMeta], scope: anyio.CancelScope) -> None:
+        """List one page of `part`; the first refscan error (or disorder) ends the round. A full budget ends
+        the round too (without an error): nothing more is wanted."""
         try:
-            if not await self._step(step, found):
+            if not await self._step(prefix, part, found):
                 scope.cancel()
         except RefscanError as exc:
             if self.error is None:
                 self.error = exc
             scope.cancel()
+        except Disorder as exc:
+            self.disorder = exc
+            scope.cancel()
 
-    async def _fetch(self, step: Step) -> Page | None:
+    async def _step(self, prefix: str, part: Part, found: list[ObjectMeta]) -> bool:
+        """One page of `part`: keep its objects up to the part's end and queue what follows. False once the
+        budget is full."""
         size = await self.budget.reserve()
         if size == 0:
-            return None
-        kept = 0
+            return False
+        kept: list[ObjectMeta] = []
         try:
             page = await self.source.page(
-                self.bucket,
-                step.prefix,
-                cursor=step.cursor,
-                delimiter="/" if step.delimited else None,
-                max_keys=size,
-                versioned=self.versioned,
+                self.bucket, prefix, cursor=part.cursor, max_keys=size, versioned=self.versioned
             )
             self.requests += 1
-            kept = len(page.objects)
+            broken = broken_rule(prefix, part.after, page) if self.split else ""
+            if broken:
+                if self.splits:
+                    raise Disorder(broken)  # positions were trusted: only a restart is exact now
+                self._stop_splitting(prefix, broken)  # one chain so far: the server's own order, still exact
+            kept = page.objects
+            if part.end is not None:
+                kept = [m for m in kept if m.key <= part.end]
+            if self.skip:
+                kept = [m for m in kept if m.key not in self.skip]
         finally:
-            self.budget.settle(size, kept)
-        return page
-
-    async def _step(self, step: Step, found: list[ObjectMeta]) -> bool:
-        """Request one page for `step`, keep its objects and queue what follows. False once the budget is full."""
-        page = await self._fetch(step)
-        if page is None:
-            return False
-        found.extend(page.objects)
-        if step.delimited:
-            self.pending.extend(Step(sub) for sub in page.prefixes if sub != step.skip)
-            if page.next is not None:
-                self.pending.append(Step(step.prefix, page.next, delimited=True, skip=step.skip))
-        elif page.next is not None:
-            self._continue(step.prefix, page)
+            self.budget.settle(size, len(kept))
+        found.extend(kept)
+        last = page.keys[-1] if page.keys else None
+        if page.next is not None and not (part.end is not None and last is not None and last > part.end):
+            self._continue(prefix, Part(page.next, last, part.end, part.pages + 1), page)
         return not self.budget.full
 
-    def _continue(self, prefix: str, page: Page) -> None:
-        """After a truncated plain page: continue the chain, or fan out when it pays."""
-        children = {c for c in (child_of(prefix, k) for k in page.keys) if c is not None}
-        if len(children) > FANOUT_MAX_CHILDREN or page.last_key is None or page.after_last is None:
-            self.pending.append(Step(prefix, page.next))  # many small sub-folders: one chain is cheapest
+    def _stop_splitting(self, prefix: str, reason: str) -> None:
+        self.split = False
+        self.fallback = reason
+        logger().warning("s3.list.sequential", bucket=self.bucket, prefix=prefix, reason=reason)
+
+    def _continue(self, prefix: str, rest: Part, page: Page) -> None:
+        """After a truncated page: continue the chain, or split the rest of its range when it proves large
+        (the walk's first page, or a part past `SPLIT_AFTER` pages), the budget has room for more pages and
+        the next round has free places."""
+        large = (rest.pages == 1 and self.splits == 0) or rest.pages >= SPLIT_AFTER
+        free = ROUND_WIDTH - len(self.pending) - 1
+        room = (self.budget.limit - self.budget.found - self.budget.reserved) // PAGE
+        parts = min(MAX_PARTS, free + 1, room) if large else 0
+        sample = [k for k in page.keys if k.startswith(prefix)]
+        bounds = split_points(prefix, sample, rest.end, parts) if self.split and parts >= 2 else []
+        if not bounds:
+            self.pending.append(rest)
             return
-        self.fanouts += 1
-        current = child_of(prefix, page.last_key)
-        if current is not None:
-            self.pending.append(Step(current, page.after_last))
-        self.pending.append(Step(prefix, page.after_last, delimited=True, skip=current))
+        self.splits += 1
+        ends = [*bounds, rest.end]
+        self.pending.append(Part(rest.cursor, rest.after, ends[0], 1))
+        for start, end in zip(bounds, ends[1:], strict=True):
+            cursor = Cursor(key_marker=start) if self.versioned else Cursor(start_after=start)
+            self.pending.append(Part(cursor, start, end))

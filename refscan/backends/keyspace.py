@@ -1,0 +1,81 @@
+"""Guessing where to split a key space: boundaries for listing one prefix as concurrent key ranges.
+
+Used by every backend whose listing can start after a key (S3 StartAfter / KeyMarker, GCS startOffset /
+endOffset). Boundaries only shape the work: any increasing boundaries inside the open interval partition the
+keys exactly, so a poor guess costs a few requests, never correctness.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+
+#: split ranges grow by this factor: parts hold ~1, 4, 16, ... sample-widths of names (see `split_points`)
+GROWTH = 4
+
+
+def split_points(prefix: str, sample: Sequence[str], end: str | None, parts: int) -> list[str]:
+    """Up to `parts - 1` increasing boundaries strictly between `sample[-1]` (the last name listed) and `end`
+    (exclusive; None = the end of the prefix), estimated from `sample`, the range's last page of names.
+
+    Boundaries only shape the work: any increasing boundaries inside (sample[-1], end) partition the remaining
+    names exactly, so a poor guess costs a few requests, never correctness. Three kinds of guesses are mixed:
+    - density: names read as numbers in a radix made of the characters seen (digit 0 = end of name), so
+      counting names (`img_000123.jpg`) and hash-like names map to a roughly linear scale; the parts are
+      predicted to hold about 1, 4, 16, ... samples' worth of names (`GROWTH`);
+    - scale: the smallest names past each character of the directory part of the last name, deepest first
+      (`class000/0099.png` → `class001`, `class01`, `class1`, ...), which reach the next directory, month or
+      magnitude when the sample saw a single directory;
+    - even: with a known end, the span left split evenly on the numeric scale.
+    """
+    if parts < 2 or len(sample) < 2:
+        return []
+    after = sample[-1]
+    cut = len(prefix)
+    end_suffix = end[cut:] if end is not None and end.startswith(prefix) else None
+    alphabet = sorted(set("".join(s[cut:] for s in sample)) | set(end_suffix or ""))
+    radix = len(alphabet) + 1
+    width = max(len(sample[0]), len(after), len(end or "")) - cut + 2
+
+    def encode(text: str) -> int:
+        value = 0
+        for j in range(width):
+            digit = bisect.bisect_right(alphabet, text[j]) if j < len(text) else 0
+            value = value * radix + digit
+        return value
+
+    def decode(value: int) -> str:
+        digits = []
+        for _ in range(width):
+            value, digit = divmod(value, radix)
+            digits.append(digit)
+        chars = []
+        for digit in reversed(digits):
+            if digit == 0:
+                break
+            chars.append(alphabet[digit - 1])
+        return prefix + "".join(chars)
+
+    low, first = encode(after[cut:]), encode(sample[0][cut:])
+    high = encode(end_suffix) if end_suffix is not None else radix**width
+    wanted = parts - 1
+    step = max(1, low - first)
+    density = [decode(low + step * GROWTH**t) for t in range(wanted) if low + step * GROWTH**t < high]
+    # "scale": the smallest name past each character of the directory names in `after`, deepest first
+    # (`class000/0099.png` → `class001`, `class01`, `class1`, ...): the next directory, month or magnitude
+    last_slash = after.rfind("/")
+    scale: list[str] = []
+    for j in range(last_slash - 1, cut - 1, -1):
+        code = ord(after[j]) + 1
+        if after[j] != "/" and code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF:
+            scale.append(after[:j] + chr(code))
+    even = [decode(low + (high - low) * t // parts) for t in range(1, parts)] if end_suffix is not None else []
+    sources = [even, scale, density] if even else [scale, density]
+    chosen: set[str] = set()
+    for i in range(max(map(len, sources))):
+        for source in sources:
+            if i < len(source) and len(chosen) < wanted:
+                point = source[i]
+                if point > after and (end is None or point < end):
+                    chosen.add(point)
+    return sorted(chosen)
