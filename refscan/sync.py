@@ -20,6 +20,10 @@ def run_sync(func: Callable[[], Awaitable[T]]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        in_loop = False  # run outside this handler, or every error would chain "no running event loop"
+    else:
+        in_loop = True
+    if not in_loop:
         return anyio.run(func)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="refscan-sync") as pool:
         return pool.submit(anyio.run, func).result()
