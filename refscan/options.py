@@ -112,12 +112,14 @@ class GCSOptions:
 @dataclass(frozen=True)
 class HTTPOptions:
     """HTTP(S) references: extra request headers (e.g. Authorization — never logged or recorded),
-    a per-request timeout in seconds and a per-host connection limit. `max_attempts`, `backoff` and
-    `max_backoff` override `Options.retry`."""
+    a per-request timeout in seconds and a per-host connection limit (64, as many as `Options.concurrency`
+    lets be in flight: at 20 ms RTT, 1,000 HEADs take 0.46 s over 64 connections, 1.6 s over 16).
+    `max_attempts`, `backoff` and `max_backoff` override `Options.retry`. `trust_env` honours HTTP(S)_PROXY /
+    NO_PROXY and ~/.netrc (or $NETRC) credentials, read once per host per session."""
 
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     timeout: float = 30.0
-    per_host_limit: int = 16
+    per_host_limit: int = 64
     max_attempts: int | None = None
     trust_env: bool = True
     backoff: float | None = None
