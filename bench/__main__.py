@@ -198,7 +198,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             "hold (bench/servers.py); unpatched moto 5.2 walks every version in the bucket per request.",
             "The GCS proxy caps objects.list pages at 1,000 items as real GCS does (fake-gcs-server has no cap).",
             "Times: Python contenders time the operation in their own process after imports; rclone is timed "
-            "from start to exit. Requests are counted at the delay proxy; peak RSS is the child's ru_maxrss.",
+            "from start to exit. Requests are counted at the delay proxy; peak RSS is the child's ru_maxrss, "
+            "read by a small launcher (bench/spawn.py) so the bench's own peak is not inherited.",
             "CPU/object: the contender's own user+sys CPU over the objects it returned (medians). Python "
             "contenders: their process's CPU during the operation (all threads, imports excluded); rclone: its "
             "whole process. Servers and the proxy are not included.",

@@ -2,8 +2,10 @@
 
 Every measurement is one child process, so imports and peak RSS are the contender's own: Python contenders
 run `python -m bench.contenders '<job json>'` (the child times only the operation, after its imports, and
-prints one JSON line), rclone runs as itself (timed from start to exit). Peak RSS is the child's
-`ru_maxrss` from `wait4`; requests are counted at the scenario's proxy.
+prints one JSON line), rclone runs as itself (timed from start to exit). Each is started by `bench.spawn`, a
+small fresh process that waits for it and reports its `ru_maxrss` (peak RSS) and CPU from `wait4` (started
+from the bench directly, a child would report the bench's own peak RSS as its own); requests are counted at
+the scenario's proxy.
 
 CPU: a Python child reports the user+sys time of its own process (every thread) spent in the operation, read
 with `getrusage(RUSAGE_SELF)` around it, so imports are left out as they are from its time; rclone's is its
@@ -207,12 +209,14 @@ def measure(
         workdir = Path(tmp)
         merged: dict[str, str | None] = {**os.environ, **env, **contender.env(job, workdir)}
         child_env = {k: v for k, v in merged.items() if v is not None}
-        out_path, err_path = workdir / "stdout", workdir / "stderr"
+        out_path, err_path, usage_path = workdir / "stdout", workdir / "stderr", workdir / "usage.json"
+        # through bench.spawn, a small fresh process: a child started from this one would inherit its peak RSS
+        argv = [sys.executable, "-m", "bench.spawn", str(usage_path), *contender.argv(job)]
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             reset_counts()
             started = time.perf_counter()
             child = subprocess.Popen(
-                contender.argv(job), env=child_env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                argv, env=child_env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                 start_new_session=True, cwd=str(Path(__file__).resolve().parent.parent),
             )  # fmt: skip
             try:
@@ -226,6 +230,10 @@ def measure(
             counts = reset_counts()
         rss_mb = rusage.ru_maxrss / 1024 if rusage is not None else 0.0
         process_cpu = rusage.ru_utime + rusage.ru_stime if rusage is not None else None
+        if usage_path.exists():  # the contender's own numbers, without the launcher's start-up
+            usage = json.loads(usage_path.read_text())
+            status, wall = usage["status"], usage["wall"]
+            rss_mb, process_cpu = usage["maxrss_kb"] / 1024, usage["cpu"]
         error = None
         if timed_out:
             error = f"timeout: > {timeout:.0f} s"
