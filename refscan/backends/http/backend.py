@@ -454,20 +454,7 @@ class HTTPBackend(Backend):
             raise Retryable(f"HTTP {resp.status}", retry_after=retry_after, status=resp.status)
 
         try:
-            # The first attempt runs outside `retrying` (tenacity's per-call setup was ~70 us of CPU per HEAD);
-            # a retryable failure is replayed to `retrying` as its first attempt, so the attempt budget, the
-            # waits and the retry events are exactly those of a plain `retrying(policy, attempt)`.
-            try:
-                return await attempt()
-            except Retryable as exc:
-                first: list[Retryable] = [exc]
-
-            async def replay_then_attempt() -> tuple[aiohttp.ClientResponse, int]:
-                if first:
-                    raise first.pop()
-                return await attempt()
-
-            return await retrying(self._policy, replay_then_attempt, event="http.retry", method=method, url=shown_url)
+            return await retrying(self._policy, attempt, event="http.retry", method=method, url=shown_url)
         except Retryable as exc:
             raise BackendError(f"{shown_url}: {method} failed after {attempts} attempts: {exc.failure}") from None
 
