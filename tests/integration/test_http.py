@@ -22,7 +22,7 @@ from aiohttp import web
 import refscan
 from refscan import AccessDenied, BackendError, HTTPOptions, InvalidURI, NotFound, Options, Scanner
 from refscan.backends.http import HTTPBackend, routing
-from refscan.backends.http.backend import basic_authorization
+from refscan.backends.http.client import basic_authorization
 from refscan.uri import RefURI
 from tests.servers.apps import serve_app
 from tests.servers.nginx import NginxServer

