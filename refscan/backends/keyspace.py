@@ -14,7 +14,9 @@ from collections.abc import Sequence
 GROWTH = 4
 
 
-def split_points(prefix: str, sample: Sequence[str], end: str | None, parts: int) -> list[str]:
+def split_points(
+    prefix: str, sample: Sequence[str], end: str | None, parts: int, *, lead: int = 1, even_only: bool = False
+) -> list[str]:
     """Up to `parts - 1` increasing boundaries strictly between `sample[-1]` (the last name listed) and `end`
     (exclusive; None = the end of the prefix), estimated from `sample`, the range's last page of names.
 
@@ -27,40 +29,23 @@ def split_points(prefix: str, sample: Sequence[str], end: str | None, parts: int
       (`class000/0099.png` → `class001`, `class01`, `class1`, ...), which reach the next directory, month or
       magnitude when the sample saw a single directory;
     - even: with a known end, the span left split evenly on the numeric scale.
+
+    `lead` scales the density guess (its first part holds `lead` samples' worth); `even_only` keeps only the
+    even guess when the end is known (equal parts, each worth listing on its own).
     """
     if parts < 2 or len(sample) < 2:
         return []
     after = sample[-1]
     cut = len(prefix)
+    numbers = _Scale(prefix, sample, end)
+    encode, decode = numbers.encode, numbers.decode
     end_suffix = end[cut:] if end is not None and end.startswith(prefix) else None
-    alphabet = sorted(set("".join(s[cut:] for s in sample)) | set(end_suffix or ""))
-    radix = len(alphabet) + 1
-    width = max(len(sample[0]), len(after), len(end or "")) - cut + 2
-
-    def encode(text: str) -> int:
-        value = 0
-        for j in range(width):
-            digit = bisect.bisect_right(alphabet, text[j]) if j < len(text) else 0
-            value = value * radix + digit
-        return value
-
-    def decode(value: int) -> str:
-        digits = []
-        for _ in range(width):
-            value, digit = divmod(value, radix)
-            digits.append(digit)
-        chars = []
-        for digit in reversed(digits):
-            if digit == 0:
-                break
-            chars.append(alphabet[digit - 1])
-        return prefix + "".join(chars)
-
-    low, first = encode(after[cut:]), encode(sample[0][cut:])
-    high = encode(end_suffix) if end_suffix is not None else radix**width
+    radix, width = numbers.radix, numbers.width
+    low, first = encode(after), encode(sample[0])
+    high = encode(end) if end_suffix is not None and end is not None else radix**width
     wanted = parts - 1
     step = max(1, low - first)
-    density = [decode(low + step * GROWTH**t) for t in range(wanted) if low + step * GROWTH**t < high]
+    density = [decode(low + step * lead * GROWTH**t) for t in range(wanted) if low + step * lead * GROWTH**t < high]
     # "scale": the smallest name past each character of the directory names in `after`, deepest first
     # (`class000/0099.png` → `class001`, `class01`, `class1`, ...): the next directory, month or magnitude
     last_slash = after.rfind("/")
@@ -70,7 +55,7 @@ def split_points(prefix: str, sample: Sequence[str], end: str | None, parts: int
         if after[j] != "/" and code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF:
             scale.append(after[:j] + chr(code))
     even = [decode(low + (high - low) * t // parts) for t in range(1, parts)] if end_suffix is not None else []
-    sources = [even, scale, density] if even else [scale, density]
+    sources = ([even] if even_only else [even, scale, density]) if even else [scale, density]
     chosen: set[str] = set()
     for i in range(max(map(len, sources))):
         for source in sources:
@@ -79,3 +64,48 @@ def split_points(prefix: str, sample: Sequence[str], end: str | None, parts: int
                 if point > after and (end is None or point < end):
                     chosen.add(point)
     return sorted(chosen)
+
+
+class _Scale:
+    """Names under `prefix` read as numbers in a radix made of the characters seen (digit 0 = end of name):
+    counting names and hash-like names map to a roughly linear scale."""
+
+    def __init__(self, prefix: str, sample: Sequence[str], end: str | None) -> None:
+        self.prefix = prefix
+        cut = len(prefix)
+        end_suffix = end[cut:] if end is not None and end.startswith(prefix) else ""
+        self.alphabet = sorted(set("".join(s[cut:] for s in sample)) | set(end_suffix))
+        self.radix = len(self.alphabet) + 1
+        self.width = max(len(sample[0]), len(sample[-1]), len(end or "")) - cut + 2
+
+    def encode(self, name: str) -> int:
+        text = name[len(self.prefix) :]
+        value = 0
+        for j in range(self.width):
+            digit = bisect.bisect_right(self.alphabet, text[j]) if j < len(text) else 0
+            value = value * self.radix + digit
+        return value
+
+    def decode(self, value: int) -> str:
+        digits = []
+        for _ in range(self.width):
+            value, digit = divmod(value, self.radix)
+            digits.append(digit)
+        chars = []
+        for digit in reversed(digits):
+            if digit == 0:
+                break
+            chars.append(self.alphabet[digit - 1])
+        return self.prefix + "".join(chars)
+
+
+def names_before(prefix: str, sample: Sequence[str], end: str) -> float:
+    """About how many names lie between `sample[-1]` and `end`, at the density `sample` shows (ascending names
+    of one page); inf when the sample cannot tell."""
+    if len(sample) < 2 or not end.startswith(prefix):
+        return float("inf")
+    scale = _Scale(prefix, sample, end)
+    first, last, stop = scale.encode(sample[0]), scale.encode(sample[-1]), scale.encode(end)
+    if last <= first:
+        return float("inf")
+    return max(0.0, (stop - last) * (len(sample) - 1) / (last - first))

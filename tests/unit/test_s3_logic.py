@@ -592,7 +592,9 @@ class FakeBucket:
     def _after(self, key: str, position: str) -> bool:
         return bool(self.sort_key(key) > self.sort_key(position))
 
-    async def page(self, bucket: str, prefix: str, *, cursor: Cursor | None, max_keys: int, versioned: bool) -> Page:
+    async def page(
+        self, bucket: str, prefix: str, *, cursor: Cursor | None, max_keys: int, versioned: bool, end: str | None
+    ) -> Page:
         self.requests.append({"prefix": prefix, "cursor": cursor, "max_keys": max_keys})
         await anyio.lowlevel.checkpoint()
         if versioned:

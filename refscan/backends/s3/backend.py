@@ -280,8 +280,10 @@ class S3Backend(BucketBackend):
         cursor: Cursor | None,
         max_keys: int,
         versioned: bool,
+        end: str | None = None,
     ) -> Page:
-        """One ListObjectVersions (`versioned`) or ListObjectsV2 request, as a `Page` (the walk's source)."""
+        """One ListObjectVersions (`versioned`) or ListObjectsV2 request, as a `Page` (the walk's source);
+        objects past `end` are not built."""
         params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max_keys}
         target = f"s3://{bucket}/{prefix}"
         if versioned:
@@ -289,13 +291,13 @@ class S3Backend(BucketBackend):
                 params["KeyMarker"] = cursor.key_marker
                 if cursor.version_marker:
                     params["VersionIdMarker"] = cursor.version_marker
-            return parse_versions_page(await self.client.request("ListObjectVersions", target, **params))
+            return parse_versions_page(await self.client.request("ListObjectVersions", target, **params), end)
         if cursor is not None:
             if cursor.token is not None:
                 params["ContinuationToken"] = cursor.token
             elif cursor.start_after is not None:
                 params["StartAfter"] = cursor.start_after
-        return parse_v2_page(await self.client.request("ListObjectsV2", target, **params))
+        return parse_v2_page(await self.client.request("ListObjectsV2", target, **params), end)
 
     async def list(self, folder: RefURI, limit: int) -> AsyncGenerator[builtins.list[ObjectMeta], None]:
         if limit <= 0:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import anyio
@@ -37,7 +37,7 @@ import anyio
 from ...errors import BackendError, RefscanError
 from ...events import logger
 from ...meta import EMPTY, ObjectMeta
-from ..keyspace import split_points
+from ..keyspace import names_before, split_points
 from .client import iso_time, multipart_parts, required_etag, version_id
 
 PAGE = 1000  # S3's page cap; never rely on a server to cap MaxKeys for us (moto does not)
@@ -45,8 +45,12 @@ PAGE = 1000  # S3's page cap; never rely on a server to cap MaxKeys for us (moto
 ROUND_WIDTH = 32
 #: A truncated page's range is split into at most this many parts at once (each may split again).
 MAX_PARTS = 8
+#: The smallest MaxKeys asked for near a part's end.
+PAGE_FLOOR = 16
+#: With no known end, the first part split off holds about this many pages' worth of keys (then 4x, 16x, ...).
+FIRST_PART = 2
 #: A part that has listed this many full pages is split again.
-SPLIT_AFTER = 2
+SPLIT_AFTER = 4
 #: Keys remembered for a fallback to one chain (about 100 bytes each); past it a disorder raises.
 SEEN_LIMIT = 250_000
 
@@ -83,8 +87,9 @@ class PageSource(Protocol):
     """Fetches one listing page: ListObjectVersions when `versioned`, else ListObjectsV2."""
 
     async def page(
-        self, bucket: str, prefix: str, *, cursor: Cursor | None, max_keys: int, versioned: bool
-    ) -> Page: ...
+        self, bucket: str, prefix: str, *, cursor: Cursor | None, max_keys: int, versioned: bool, end: str | None
+    ) -> Page:
+        """Objects past `end` (keys are compared as strings) need not be in `Page.objects`."""
 
 
 def listed_meta(entry: Mapping[str, Any]) -> ObjectMeta:
@@ -125,10 +130,14 @@ def _truncated(resp: Mapping[str, Any], marker: Any) -> bool:
     return True
 
 
-def parse_v2_page(resp: Mapping[str, Any]) -> Page:
-    """A ListObjectsV2 response as a `Page`."""
+def parse_v2_page(resp: Mapping[str, Any], end: str | None = None) -> Page:
+    """A ListObjectsV2 response as a `Page`; objects past `end` are left out (their keys are kept)."""
     contents = resp.get("Contents") or []
-    objects = [listed_meta(c) for c in contents if not is_folder_marker(c["Key"], c.get("Size"))]
+    objects = [
+        listed_meta(c)
+        for c in contents
+        if (end is None or c["Key"] <= end) and not is_folder_marker(c["Key"], c.get("Size"))
+    ]
     keys = [c["Key"] for c in contents]
     token = resp.get("NextContinuationToken")
     truncated = _truncated(resp, token)
@@ -136,13 +145,17 @@ def parse_v2_page(resp: Mapping[str, Any]) -> Page:
     return Page(objects, keys if ordered else sorted(keys), Cursor(token=token) if truncated else None, ordered)
 
 
-def parse_versions_page(resp: Mapping[str, Any]) -> Page:
-    """A ListObjectVersions response as a `Page` of the live objects."""
+def parse_versions_page(resp: Mapping[str, Any], end: str | None = None) -> Page:
+    """A ListObjectVersions response as a `Page` of the live objects; objects past `end` are left out."""
     versions = resp.get("Versions") or []
     markers = resp.get("DeleteMarkers") or []
     # The latest entry of each key comes first in S3's order; a key whose latest entry is a delete marker
     # has no IsLatest version, so it is gone and skipped. Noncurrent versions are skipped too.
-    objects = [listed_meta(v) for v in versions if v.get("IsLatest") and not is_folder_marker(v["Key"], v.get("Size"))]
+    objects = [
+        listed_meta(v)
+        for v in versions
+        if v.get("IsLatest") and (end is None or v["Key"] <= end) and not is_folder_marker(v["Key"], v.get("Size"))
+    ]
     version_keys, marker_keys = [v["Key"] for v in versions], [m["Key"] for m in markers]
     ordered = all(a <= b for a, b in itertools.pairwise(version_keys)) and all(
         a <= b for a, b in itertools.pairwise(marker_keys)
@@ -208,6 +221,7 @@ class Part:
     after: str | None = None
     end: str | None = None
     pages: int = 0
+    want: int | None = None  # MaxKeys when the keys left before `end` are fewer than a page (estimated)
 
 
 def broken_rule(prefix: str, after: str | None, page: Page) -> str:
@@ -238,6 +252,7 @@ class Walk:
         self.error: RefscanError | None = None
         self.disorder: Disorder | None = None
         self.pending: deque[Part] = deque()
+        self.live = 0  # parts queued or in flight, not yet finished
         self.seen: set[str] | None = set() if split else None  # keys yielded, for a fallback not to repeat them
         self.skip: set[str] = set()  # after a fallback: keys yielded before it
 
@@ -247,6 +262,7 @@ class Walk:
         if self.budget.limit <= 0:
             return
         self.pending.append(Part())
+        self.live = 1
         while self.pending and not self.budget.full:
             parts = [self.pending.popleft() for _ in range(min(ROUND_WIDTH, len(self.pending)))]
             found: list[ObjectMeta] = []
@@ -280,6 +296,7 @@ class Walk:
         self.budget = Budget(self.budget.limit)
         self.budget.found = len(self.skip)
         self.pending = deque([Part()])
+        self.live = 1
 
     async def _guarded(self, prefix: str, part: Part, found: list[ObjectMeta], scope: anyio.CancelScope) -> None:
         """List one page of `part`; the first refscan error (or disorder) ends the round. A full budget ends
@@ -304,7 +321,12 @@ class Walk:
         kept: list[ObjectMeta] = []
         try:
             page = await self.source.page(
-                self.bucket, prefix, cursor=part.cursor, max_keys=size, versioned=self.versioned
+                self.bucket,
+                prefix,
+                cursor=part.cursor,
+                max_keys=min(size, part.want or size),
+                versioned=self.versioned,
+                end=part.end,
             )
             self.requests += 1
             broken = broken_rule(prefix, part.after, page) if self.split else ""
@@ -323,7 +345,20 @@ class Walk:
         last = page.keys[-1] if page.keys else None
         if page.next is not None and not (part.end is not None and last is not None and last > part.end):
             self._continue(prefix, Part(page.next, last, part.end, part.pages + 1), page)
+        else:
+            self.live -= 1
         return not self.budget.full
+
+    @staticmethod
+    def _sized(prefix: str, part: Part, sample: list[str]) -> Part:
+        """`part`, asking for only about the keys left before its end when the sample says they are fewer than a
+        page: the page that reaches past a part's end reads keys another part lists."""
+        if part.end is None:
+            return part
+        left = names_before(prefix, sample, part.end)
+        if left >= PAGE:
+            return part
+        return replace(part, want=max(PAGE_FLOOR, int(left * 1.25) + 8))
 
     def _stop_splitting(self, prefix: str, reason: str) -> None:
         self.split = False
@@ -335,17 +370,22 @@ class Walk:
         (the walk's first page, or a part past `SPLIT_AFTER` pages), the budget has room for more pages and
         the next round has free places."""
         large = (rest.pages == 1 and self.splits == 0) or rest.pages >= SPLIT_AFTER
-        free = ROUND_WIDTH - len(self.pending) - 1
+        free = ROUND_WIDTH - self.live
         room = (self.budget.limit - self.budget.found - self.budget.reserved) // PAGE
         parts = min(MAX_PARTS, free + 1, room) if large else 0
         sample = [k for k in page.keys if k.startswith(prefix)]
-        bounds = split_points(prefix, sample, rest.end, parts) if self.split and parts >= 2 else []
+        bounds = (
+            split_points(prefix, sample, rest.end, parts, lead=FIRST_PART, even_only=True)
+            if self.split and parts >= 2
+            else []
+        )
         if not bounds:
-            self.pending.append(rest)
+            self.pending.append(self._sized(prefix, rest, sample))
             return
         self.splits += 1
+        self.live += len(bounds)
         ends = [*bounds, rest.end]
-        self.pending.append(Part(rest.cursor, rest.after, ends[0], 1))
+        self.pending.append(self._sized(prefix, Part(rest.cursor, rest.after, ends[0], 1), sample))
         for start, end in zip(bounds, ends[1:], strict=True):
             cursor = Cursor(key_marker=start) if self.versioned else Cursor(start_after=start)
             self.pending.append(Part(cursor, start, end))
