@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from tests.servers.apps import serve_app_fixture
@@ -12,6 +15,7 @@ from tests.servers.seaweed import seaweed_server
 
 __all__ = [
     "anyio_backend",
+    "bare_env",
     "gcs_bucket",
     "gcs_env",
     "gcs_server",
@@ -35,3 +39,13 @@ def pytest_configure(config: pytest.Config) -> None:
 def anyio_backend() -> str:
     """Async tests use ``@pytest.mark.anyio`` (anyio's pytest plugin) on asyncio: aiohttp/aiobotocore need it."""
     return "asyncio"
+
+
+@pytest.fixture
+def bare_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No proxy variables, no NETRC, and a HOME without .netrc: each test sets what it needs."""
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy") or name in ("NETRC", "REQUEST_METHOD"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return monkeypatch

@@ -604,16 +604,6 @@ class Proxied:
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> pytest.MonkeyPatch:
-    """No proxy variables, no NETRC and a HOME without .netrc; each test sets what it needs."""
-    for name in list(os.environ):
-        if name.lower().endswith("_proxy") or name in ("NETRC", "REQUEST_METHOD"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    return monkeypatch
-
-
-@pytest.fixture
 def proxy() -> Iterator[tuple[str, list[Proxied]]]:
     """A forward proxy on 127.0.0.1 that answers every request itself (ETag "via-proxy"; 404 for paths with
     "missing"), so a host that does not exist is reachable only through it."""
@@ -660,11 +650,11 @@ def write_netrc(path: Any, text: str) -> str:
 
 
 def test_http_proxy_from_env_is_used_and_looked_up_once(
-    env: pytest.MonkeyPatch, proxy: tuple[str, list[Proxied]]
+    bare_env: pytest.MonkeyPatch, proxy: tuple[str, list[Proxied]]
 ) -> None:
     base, seen = proxy
-    env.setenv("HTTP_PROXY", base.replace("http://", f"http://pu:{PROXY_PW}@"))
-    lookups = count_lookups(env)
+    bare_env.setenv("HTTP_PROXY", base.replace("http://", f"http://pu:{PROXY_PW}@"))
+    lookups = count_lookups(bare_env)
     urls = [f"http://origin.invalid/d/{i}.bin?v=1" for i in range(20)]
     results = scan_all(urls)
     assert [r[0].digest for r in results] == ["via-proxy"] * 20
@@ -674,34 +664,36 @@ def test_http_proxy_from_env_is_used_and_looked_up_once(
 
 
 def test_no_proxy_hosts_are_reached_directly(
-    env: pytest.MonkeyPatch, proxy: tuple[str, list[Proxied]], app: tuple[str, Stats]
+    bare_env: pytest.MonkeyPatch, proxy: tuple[str, list[Proxied]], app: tuple[str, Stats]
 ) -> None:
     proxy_base, seen = proxy
     base, stats = app
-    env.setenv("http_proxy", proxy_base)
-    env.setenv("NO_PROXY", "example.invalid,127.0.0.1")
+    bare_env.setenv("http_proxy", proxy_base)
+    bare_env.setenv("NO_PROXY", "example.invalid,127.0.0.1")
     results = scan_all([f"{base}/checksums.txt", "http://origin.invalid/a.bin"])
     assert [r[0].digest for r in results] == ["c1", "via-proxy"]
     assert stats.hits["/checksums.txt"] == 1
     assert [p.target for p in seen] == ["http://origin.invalid/a.bin"]
 
 
-def test_no_proxy_host_is_never_sent_to_the_proxy(env: pytest.MonkeyPatch, proxy: tuple[str, list[Proxied]]) -> None:
+def test_no_proxy_host_is_never_sent_to_the_proxy(
+    bare_env: pytest.MonkeyPatch, proxy: tuple[str, list[Proxied]]
+) -> None:
     proxy_base, seen = proxy
-    env.setenv("HTTP_PROXY", proxy_base)
-    env.setenv("no_proxy", "origin.invalid")
+    bare_env.setenv("HTTP_PROXY", proxy_base)
+    bare_env.setenv("no_proxy", "origin.invalid")
     with pytest.raises(BackendError, match=r"cannot connect to origin\.invalid"):
         refscan.scan("http://origin.invalid/a.bin", options=FAST)  # direct, and the host does not exist
     assert seen == []
 
 
 def test_trust_env_false_ignores_proxy_and_netrc(
-    env: pytest.MonkeyPatch, tmp_path: Any, proxy: tuple[str, list[Proxied]], app: tuple[str, Stats]
+    bare_env: pytest.MonkeyPatch, tmp_path: Any, proxy: tuple[str, list[Proxied]], app: tuple[str, Stats]
 ) -> None:
     proxy_base, seen = proxy
     base, stats = app
-    env.setenv("HTTP_PROXY", proxy_base)
-    env.setenv("NETRC", write_netrc(tmp_path / "netrc", f"machine 127.0.0.1 login alice password {NETRC_PW}\n"))
+    bare_env.setenv("HTTP_PROXY", proxy_base)
+    bare_env.setenv("NETRC", write_netrc(tmp_path / "netrc", f"machine 127.0.0.1 login alice password {NETRC_PW}\n"))
     opts = Options(http=HTTPOptions(trust_env=False))
     assert one(f"{base}/checksums.txt", options=opts).digest == "c1"
     with pytest.raises(AccessDenied, match="401"):
@@ -711,12 +703,12 @@ def test_trust_env_false_ignores_proxy_and_netrc(
 
 
 def test_netrc_credentials_are_sent_as_basic_auth(
-    env: pytest.MonkeyPatch, tmp_path: Any, app: tuple[str, Stats]
+    bare_env: pytest.MonkeyPatch, tmp_path: Any, app: tuple[str, Stats]
 ) -> None:
     base, stats = app
     write_netrc(tmp_path / ".netrc", f"machine 127.0.0.1 login alice password {NETRC_PW}\n")  # ~/.netrc
     assert one(f"{base}/basic.txt").digest == "basic"
-    env.setenv("NETRC", write_netrc(tmp_path / "other", f"default login dora password {NETRC_PW}\n"))
+    bare_env.setenv("NETRC", write_netrc(tmp_path / "other", f"default login dora password {NETRC_PW}\n"))
     assert one(f"{base}/basic.txt").digest == "basic"
     authed = base.replace("http://", "http://bob:url-pw@")
     assert one(f"{authed}/basic.txt").digest == "basic"  # credentials in the URL win over netrc
@@ -728,10 +720,10 @@ def test_netrc_credentials_are_sent_as_basic_auth(
 
 
 def test_netrc_beside_an_authorization_header_is_refused(
-    env: pytest.MonkeyPatch, tmp_path: Any, app: tuple[str, Stats], caplog: pytest.LogCaptureFixture
+    bare_env: pytest.MonkeyPatch, tmp_path: Any, app: tuple[str, Stats], caplog: pytest.LogCaptureFixture
 ) -> None:
     base, stats = app
-    env.setenv("NETRC", write_netrc(tmp_path / "netrc", f"machine 127.0.0.1 login alice password {NETRC_PW}\n"))
+    bare_env.setenv("NETRC", write_netrc(tmp_path / "netrc", f"machine 127.0.0.1 login alice password {NETRC_PW}\n"))
     opts = Options(http=HTTPOptions(headers={"Authorization": "Bearer topsecret-token"}, max_attempts=1))
     with caplog.at_level(logging.DEBUG, logger="refscan"), pytest.raises(BackendError, match="netrc") as info:
         refscan.scan(f"{base}/auth.txt", options=opts)
@@ -742,12 +734,12 @@ def test_netrc_beside_an_authorization_header_is_refused(
 
 
 def test_netrc_follows_a_redirect_to_another_origin(
-    env: pytest.MonkeyPatch, tmp_path: Any, app: tuple[str, Stats]
+    bare_env: pytest.MonkeyPatch, tmp_path: Any, app: tuple[str, Stats]
 ) -> None:
     base, stats = app
     netrc = f"machine 127.0.0.1 login alice password {NETRC_PW}\nmachine localhost login carol password c-pw\n"
-    env.setenv("NETRC", write_netrc(tmp_path / "netrc", netrc))
-    lookups = count_lookups(env)
+    bare_env.setenv("NETRC", write_netrc(tmp_path / "netrc", netrc))
+    lookups = count_lookups(bare_env)
     e = one(f"{base}/to-localhost")
     assert (e.digest, e.ref) == ("basic", f"{base}/to-localhost")
     assert stats.authorization == [basic_authorization("alice", NETRC_PW), basic_authorization("carol", "c-pw")]
@@ -755,14 +747,14 @@ def test_netrc_follows_a_redirect_to_another_origin(
 
 
 def test_proxy_and_netrc_secrets_never_logged(
-    env: pytest.MonkeyPatch,
+    bare_env: pytest.MonkeyPatch,
     tmp_path: Any,
     proxy: tuple[str, list[Proxied]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     proxy_base, seen = proxy
-    env.setenv("HTTP_PROXY", proxy_base.replace("http://", f"http://pu:{PROXY_PW}@"))
-    env.setenv("NETRC", write_netrc(tmp_path / "netrc", f"machine origin.invalid login nu password {NETRC_PW}\n"))
+    bare_env.setenv("HTTP_PROXY", proxy_base.replace("http://", f"http://pu:{PROXY_PW}@"))
+    bare_env.setenv("NETRC", write_netrc(tmp_path / "netrc", f"machine origin.invalid login nu password {NETRC_PW}\n"))
     with caplog.at_level(logging.DEBUG):  # every logger: refscan's events and aiohttp's own
         assert one("http://origin.invalid/ok.bin").digest == "via-proxy"
         with pytest.raises(NotFound) as info:

@@ -4,7 +4,6 @@ routing, redirects (no network: requests go to a fake session)."""
 from __future__ import annotations
 
 import email.utils
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -167,16 +166,6 @@ def test_list_is_refused() -> None:
 # -- proxy and netrc from the environment (routing.py) ----------------------------------------------------------
 
 
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    """No proxy variables, no NETRC, and a HOME without .netrc: each test sets what it needs."""
-    for name in list(os.environ):
-        if name.lower().endswith("_proxy") or name in ("NETRC", "REQUEST_METHOD"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    return monkeypatch
-
-
 def write_netrc(tmp_path: Path, text: str) -> str:
     path = tmp_path / "netrc"
     path.write_text(text)
@@ -189,11 +178,11 @@ def test_basic_authorization_matches_aiohttp_encoding() -> None:
     assert basic_authorization("", "") == "Basic Og=="
 
 
-def test_route_reads_proxies_no_proxy_and_netrc(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    env.setenv("HTTP_PROXY", "http://pu:proxy-pw@proxy.test:3128")
-    env.setenv("https_proxy", "http://proxy2.test:8080")  # no credentials: the netrc entry of the proxy host
-    env.setenv("NO_PROXY", "skip.test,.internal.test")
-    env.setenv(
+def test_route_reads_proxies_no_proxy_and_netrc(bare_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    bare_env.setenv("HTTP_PROXY", "http://pu:proxy-pw@proxy.test:3128")
+    bare_env.setenv("https_proxy", "http://proxy2.test:8080")  # no credentials: the netrc entry of the proxy host
+    bare_env.setenv("NO_PROXY", "skip.test,.internal.test")
+    bare_env.setenv(
         "NETRC",
         write_netrc(
             tmp_path, "machine data.test login nu password netrc-pw\nmachine proxy2.test login p2 password p2-pw\n"
@@ -215,7 +204,7 @@ def test_route_reads_proxies_no_proxy_and_netrc(env: pytest.MonkeyPatch, tmp_pat
         assert secret not in repr(route) + repr(secure)
 
 
-def test_route_without_environment_is_direct(env: pytest.MonkeyPatch) -> None:
+def test_route_without_environment_is_direct(bare_env: pytest.MonkeyPatch) -> None:
     assert routing.resolve(YURL("https://data.test/x")) == routing.DIRECT
 
 
