@@ -109,3 +109,16 @@ def names_before(prefix: str, sample: Sequence[str], end: str) -> float:
     if last <= first:
         return float("inf")
     return max(0.0, (stop - last) * (len(sample) - 1) / (last - first))
+
+
+def name_ahead(prefix: str, sample: Sequence[str], samples: float) -> str | None:
+    """The name about `samples` sample-widths past `sample[-1]`, at the density `sample` shows; None when the
+    sample cannot tell."""
+    if len(sample) < 2:
+        return None
+    scale = _Scale(prefix, sample, None)
+    first, last = scale.encode(sample[0]), scale.encode(sample[-1])
+    if last <= first:
+        return None
+    name = scale.decode(last + int((last - first) * samples))
+    return name if name > sample[-1] else None

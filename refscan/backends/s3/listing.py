@@ -37,7 +37,7 @@ import anyio
 from ...errors import BackendError, RefscanError
 from ...events import logger
 from ...meta import EMPTY, ObjectMeta
-from ..keyspace import names_before, split_points
+from ..keyspace import name_ahead, names_before, split_points
 from .client import iso_time, multipart_parts, required_etag, version_id
 
 PAGE = 1000  # S3's page cap; never rely on a server to cap MaxKeys for us (moto does not)
@@ -47,7 +47,10 @@ ROUND_WIDTH = 32
 MAX_PARTS = 8
 #: The smallest MaxKeys asked for near a part's end.
 PAGE_FLOOR = 16
-#: With no known end, the first part split off holds about this many pages' worth of keys (then 4x, 16x, ...).
+#: With no known end and a budget of at most this many pages, a split spreads its parts evenly over the budget.
+SPAN_PAGES = 64
+#: With no known end and a larger budget, the first part split off holds about this many pages' worth of keys
+#: (the next ones 4x, 16x, ...).
 FIRST_PART = 2
 #: A part that has listed this many full pages is split again.
 SPLIT_AFTER = 4
@@ -183,18 +186,19 @@ class Budget:
     def full(self) -> bool:
         return self.found >= self.limit
 
-    async def reserve(self) -> int:
-        """MaxKeys for the next request, or 0 when `limit` objects are already kept.
+    async def reserve(self, want: int = PAGE) -> int:
+        """MaxKeys for the next request (at most `want`), or 0 when `limit` objects are already kept.
 
-        A short page (less than PAGE) is only issued when nothing else is in flight: requests in flight may
-        give their reservation back, and tiny pages would multiply requests.
+        A page shorter than asked is only issued when nothing else is in flight: requests in flight may give
+        their reservation back, and tiny pages would multiply requests.
         """
+        want = min(want, PAGE)
         while True:
             if self.full:
                 return 0
             remaining = self.limit - self.found - self.reserved
-            if remaining >= PAGE or (remaining > 0 and self.in_flight == 0):
-                size = min(PAGE, remaining)
+            if remaining >= want or (remaining > 0 and self.in_flight == 0):
+                size = min(want, remaining)
                 self.reserved += size
                 self.in_flight += 1
                 return size
@@ -315,7 +319,7 @@ class Walk:
     async def _step(self, prefix: str, part: Part, found: list[ObjectMeta]) -> bool:
         """One page of `part`: keep its objects up to the part's end and queue what follows. False once the
         budget is full."""
-        size = await self.budget.reserve()
+        size = await self.budget.reserve(part.want or PAGE)
         if size == 0:
             return False
         kept: list[ObjectMeta] = []
@@ -324,7 +328,7 @@ class Walk:
                 self.bucket,
                 prefix,
                 cursor=part.cursor,
-                max_keys=min(size, part.want or size),
+                max_keys=size,
                 versioned=self.versioned,
                 end=part.end,
             )
@@ -367,18 +371,26 @@ class Walk:
 
     def _continue(self, prefix: str, rest: Part, page: Page) -> None:
         """After a truncated page: continue the chain, or split the rest of its range when it proves large
-        (the walk's first page, or a part past `SPLIT_AFTER` pages), the budget has room for more pages and
-        the next round has free places."""
-        large = (rest.pages == 1 and self.splits == 0) or rest.pages >= SPLIT_AFTER
+        (the first page of an open-ended part, or a part past `SPLIT_AFTER` pages), the budget has room for
+        more pages and the next round has free places."""
+        large = (rest.pages == 1 and rest.end is None) or rest.pages >= SPLIT_AFTER
         free = ROUND_WIDTH - self.live
         room = (self.budget.limit - self.budget.found - self.budget.reserved) // PAGE
         parts = min(MAX_PARTS, free + 1, room) if large else 0
         sample = [k for k in page.keys if k.startswith(prefix)]
-        bounds = (
-            split_points(prefix, sample, rest.end, parts, lead=FIRST_PART, even_only=True)
-            if self.split and parts >= 2
-            else []
-        )
+        end = rest.end
+        if end is None and self.split and parts >= 2 and room <= SPAN_PAGES:
+            # no known end, but the budget ends the listing within `room` pages: spread the parts evenly up to
+            # where those pages would reach, leaving the rest open
+            end = name_ahead(prefix, sample, 2 * room)  # guessing long costs empty parts, short costs rounds
+        if not (self.split and parts >= 2):
+            bounds = []
+        elif end is None:  # a large budget: parts of ~2, 8, 32, ... pages
+            bounds = split_points(prefix, sample, None, parts, lead=FIRST_PART)
+        else:
+            bounds = split_points(prefix, sample, end, parts - (end != rest.end), even_only=True)
+            if end != rest.end:
+                bounds.append(end)
         if not bounds:
             self.pending.append(self._sized(prefix, rest, sample))
             return
