@@ -28,7 +28,7 @@ class _Registration:
 
 
 _REGISTRY: dict[str, _Registration] = {
-    "s3": _Registration("refscan.backends.s3:S3Backend", "aioboto3"),
+    "s3": _Registration("refscan.backends.s3:S3Backend", "aiobotocore"),
     "gs": _Registration("refscan.backends.gcs:GCSBackend", "gcsfs"),
     "http": _Registration("refscan.backends.http:HTTPBackend", "aiohttp"),
     "https": _Registration("refscan.backends.http:HTTPBackend", "aiohttp"),

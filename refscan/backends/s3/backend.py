@@ -1,6 +1,6 @@
-"""`s3://` backend on aioboto3: S3 and S3-compatible stores (MinIO, R2, Ceph, moto).
+"""`s3://` backend on aiobotocore: S3 and S3-compatible stores (MinIO, R2, Ceph, moto).
 
-Requests (`client.py`): one aioboto3 client per backend; every request goes through `S3Client.request`, the
+Requests (`client.py`): one aiobotocore client per backend; every request goes through `S3Client.request`, the
 single place that holds the limiter, logs it and turns botocore/aiohttp failures into the refscan error tree.
 
 Single objects cost one HeadObject. Folders never cost a request per object: the listing carries ETag, size

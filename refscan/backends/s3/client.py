@@ -1,7 +1,7 @@
 """The S3 client of one backend: its botocore session and configuration, the one request path, the one error
 table, and what the response fields the backend records mean.
 
-- One aioboto3 client per backend (so one per session), configured from `S3Options`, `Options.retry` and
+- One aiobotocore client per backend (so one per session), configured from `S3Options`, `Options.retry` and
   the environment (docs/behaviour.md, Configuration). Clients share the process's botocore data loader and
   keep timestamps as the server's text (`iso_time` normalises them).
 - Every request goes through `S3Client.request`: it holds the limiter around that request only, logs one
@@ -20,7 +20,6 @@ from contextlib import AbstractContextManager, AsyncExitStack, contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
-import aioboto3
 import aiohttp
 import anyio
 from aiobotocore.session import AioSession
@@ -255,13 +254,6 @@ def botocore_session() -> AioSession:
     return session
 
 
-def _dedupe_search_paths() -> None:
-    """boto3 appends its data folder to the loader's search paths for every Session: keep one of each."""
-    with _LOADER_LOCK:
-        if _LOADER is not None:
-            _LOADER.search_paths[:] = list(dict.fromkeys(_LOADER.search_paths))
-
-
 def client_config(options: Options) -> Config:
     """The botocore configuration: `Options.retry` with `S3Options.retry_mode` / `max_attempts` winning when
     set, pool size, timeouts, addressing style, unsigned requests when anonymous."""
@@ -283,7 +275,7 @@ def client_config(options: Options) -> Config:
 
 
 class S3Client:
-    """The aioboto3 client of one backend, and its one request path. Open it once, close it once."""
+    """The aiobotocore client of one backend, and its one request path. Open it once, close it once."""
 
     def __init__(self, options: Options, limiter: anyio.CapacityLimiter) -> None:
         self.options = options
@@ -303,17 +295,19 @@ class S3Client:
         endpoint = s3.resolved_endpoint_url()
         stack = AsyncExitStack()
         with map_errors("open", "s3://", bucket=""):
-            session = aioboto3.Session(
-                botocore_session=botocore_session(),
-                aws_access_key_id=s3.aws_access_key_id,
-                aws_secret_access_key=s3.aws_secret_access_key,
-                aws_session_token=s3.aws_session_token,
-                region_name=s3.region,
-                profile_name=s3.profile,
-            )
-            _dedupe_search_paths()
+            session = botocore_session()
+            if s3.profile:
+                session.set_config_variable("profile", s3.profile)
             self._boto = await stack.enter_async_context(
-                session.client("s3", endpoint_url=endpoint, config=client_config(self.options))
+                session.create_client(
+                    "s3",
+                    region_name=s3.region,
+                    endpoint_url=endpoint,
+                    aws_access_key_id=s3.aws_access_key_id,
+                    aws_secret_access_key=s3.aws_secret_access_key,
+                    aws_session_token=s3.aws_session_token,
+                    config=client_config(self.options),
+                )
             )
             xmlpages.register(self._boto.meta.events)
         self._stack = stack
