@@ -6,8 +6,9 @@ expat parser, into the same response dict botocore would build (keys URL-decoded
 `decode_list_object*` handlers do, so no `EncodingType` is handed on for them to decode again), and leaves
 botocore an empty body to parse: signing, credentials, retries and error responses stay botocore's.
 
-A body that is not well-formed XML turns the response into a 500, as botocore's own hook does, so it is
-retried and never read as a shorter page; an `<Error>` inside a 200 is left to botocore's hook.
+A body that is not well-formed XML, or an `<Error>` document inside a 200, turns the response into a 500, as
+botocore's own 200-error hook (which no longer sees these operations) would: it is retried and never read as a
+shorter page.
 """
 
 from __future__ import annotations
@@ -101,10 +102,10 @@ def before_parse(
     try:
         parsed = parse_page(response_dict.get("body") or b"")
     except (ET.ParseError, ValueError):
-        response_dict["status_code"] = 500  # cut short or garbled on the way: retried like a 500
-        return
+        parsed = None  # cut short or garbled on the way
     if parsed is None:
-        return  # an error document in a 200: botocore's own hook makes it a retryable 500
+        response_dict["status_code"] = 500  # retried like a 500, as botocore's 200-error hook does
+        return
     customized_response_dict.update(parsed)
     response_dict["body"] = b""
 
