@@ -27,6 +27,12 @@ from ..uri import RefURI, shown
 _BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,221}$")
 
 
+def is_folder_marker(key: str, size: int | str | None) -> bool:
+    """A key ending in `/` with no content: a console-created folder, not an object, so listings skip it
+    (zero-byte files are kept; docs/behaviour.md, URIs). `size` as the store sends it (GCS: a string)."""
+    return key.endswith("/") and str(size or 0) == "0"
+
+
 class Backend(abc.ABC):
     """One storage backend for the URI schemes in `schemes`.
 

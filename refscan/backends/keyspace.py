@@ -39,10 +39,9 @@ def split_points(
     cut = len(prefix)
     numbers = _Scale(prefix, sample, end)
     encode, decode = numbers.encode, numbers.decode
-    end_suffix = end[cut:] if end is not None and end.startswith(prefix) else None
-    radix, width = numbers.radix, numbers.width
+    bounded = end is not None and end.startswith(prefix)
     low, first = encode(after), encode(sample[0])
-    high = encode(end) if end_suffix is not None and end is not None else radix**width
+    high = encode(end) if end is not None and bounded else numbers.radix**numbers.width
     wanted = parts - 1
     step = max(1, low - first)
     density = [decode(low + step * lead * GROWTH**t) for t in range(wanted) if low + step * lead * GROWTH**t < high]
@@ -54,7 +53,7 @@ def split_points(
         code = ord(after[j]) + 1
         if after[j] != "/" and code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF:
             scale.append(after[:j] + chr(code))
-    even = [decode(low + (high - low) * t // parts) for t in range(1, parts)] if end_suffix is not None else []
+    even = [decode(low + (high - low) * t // parts) for t in range(1, parts)] if bounded else []
     sources = ([even] if even_only else [even, scale, density]) if even else [scale, density]
     chosen: set[str] = set()
     for i in range(max(map(len, sources))):

@@ -24,7 +24,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refscan import AccessDenied, BackendError, InvalidURI, NotFound, Options, RefURI, S3Options
-from refscan.backends.s3 import S3Backend
+from refscan.backends.base import is_folder_marker
+from refscan.backends.s3 import S3Backend, xmlpages
 from refscan.backends.s3 import listing as listing_mod
 from refscan.backends.s3.backend import head_meta
 from refscan.backends.s3.client import (
@@ -42,7 +43,6 @@ from refscan.backends.s3.listing import (
     Page,
     Walk,
     broken_rule,
-    is_folder_marker,
     listed_meta,
     parse_v2_page,
     parse_versions_page,
@@ -88,9 +88,17 @@ def test_iso_time_is_utc_to_the_second() -> None:
 
 @pytest.mark.parametrize(
     ("key", "size", "marker"),
-    [("a/", 0, True), ("a/", None, True), ("a/", 3, False), ("a", 0, False), ("a/b", 0, False)],
+    [
+        ("a/", 0, True),
+        ("a/", None, True),
+        ("a/", 3, False),
+        ("a", 0, False),
+        ("a/b", 0, False),
+        ("a/", "0", True),
+        ("a/", "7", False),
+    ],
 )
-def test_is_folder_marker(key: str, size: int | None, marker: bool) -> None:
+def test_is_folder_marker(key: str, size: int | str | None, marker: bool) -> None:
     assert is_folder_marker(key, size) is marker
 
 
@@ -598,7 +606,7 @@ class FakeBucket:
         self.requests.append({"prefix": prefix, "cursor": cursor, "max_keys": max_keys})
         await anyio.lowlevel.checkpoint()
         if versioned:
-            return self._versions(prefix, cursor, max_keys)
+            return self._versions(prefix, cursor, max_keys, end)
         after = None if cursor is None else (cursor.token or cursor.start_after)
         items = [k for k in self.keys if k.startswith(prefix) and (after is None or self._after(k, after))]
         page, more = items[:max_keys], len(items) > max_keys
@@ -608,9 +616,9 @@ class FakeBucket:
         }
         if more:
             resp["NextContinuationToken"] = page[-1]
-        return parse_v2_page(resp)
+        return parse_v2_page(resp, end)
 
-    def _versions(self, prefix: str, cursor: Cursor | None, max_keys: int) -> Page:
+    def _versions(self, prefix: str, cursor: Cursor | None, max_keys: int, end: str | None) -> Page:
         assert self.versions is not None
         entries = sorted(self.versions, key=lambda e: self.sort_key(e[0]))  # stable: versions keep their order
         start = 0
@@ -636,7 +644,7 @@ class FakeBucket:
         }
         if more:
             resp["NextKeyMarker"], resp["NextVersionIdMarker"] = page[-1][0], page[-1][1]
-        return parse_versions_page(resp)
+        return parse_versions_page(resp, end)
 
 
 async def walk(source: FakeBucket, prefix: str, limit: int, *, versioned: bool = False) -> list[str]:
@@ -803,3 +811,68 @@ async def test_walk_raises_the_first_error_as_itself() -> None:
 
     with pytest.raises(AccessDenied, match="denied listing"):
         await walk(Failing(TREE_KEYS), "t/", 10)
+
+
+# -- the one-pass listing parser (xmlpages) ------------------------------------------------------------------
+
+LISTING_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?>'
+    b'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix>d%2F</Prefix>'
+    b"<KeyCount>2</KeyCount><MaxKeys>2</MaxKeys><EncodingType>url</EncodingType><IsTruncated>true</IsTruncated>"
+    b"<Contents><Key>d%2Fa+b%23%3F.bin</Key><LastModified>2024-05-01T12:00:00.000Z</LastModified>"
+    b"<ETag>&quot;e1&quot;</ETag><ChecksumAlgorithm>CRC32</ChecksumAlgorithm><Size>3</Size>"
+    b"<Owner><ID>o</ID></Owner><StorageClass>STANDARD</StorageClass></Contents>"
+    b"<Contents><Key>d%2F%C3%A9</Key><LastModified>2024-05-01T12:00:01.000Z</LastModified>"
+    b"<ETag>&quot;e2-2&quot;</ETag><Size>0</Size><StorageClass>STANDARD</StorageClass></Contents>"
+    b"<CommonPrefixes><Prefix>d%2Fsub%2F</Prefix></CommonPrefixes>"
+    b"<NextContinuationToken>tok+en</NextContinuationToken></ListBucketResult>"
+)
+
+
+def test_parse_page_gives_what_botocore_gives() -> None:
+    """The same fields as botocore's own parser plus its URL-decoding handler (keys decoded, token not)."""
+    got = xmlpages.parse_page(LISTING_BODY)
+    assert got is not None
+    assert got["IsTruncated"] is True
+    assert got["KeyCount"] == 2
+    assert got["Prefix"] == "d/"
+    assert got["NextContinuationToken"] == "tok+en"
+    assert [c["Key"] for c in got["Contents"]] == ["d/a b#?.bin", "d/é"]
+    assert got["Contents"][0]["Size"] == 3
+    assert got["Contents"][0]["ETag"] == '"e1"'
+    assert got["Contents"][0]["ChecksumAlgorithm"] == ["CRC32"]
+    assert "Owner" not in got["Contents"][0]
+    assert got["CommonPrefixes"] == [{"Prefix": "d/sub/"}]
+    assert "EncodingType" not in got  # so botocore's handler does not decode the keys a second time
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        LISTING_BODY[: len(LISTING_BODY) // 2],  # cut short on the way
+        b"",
+        b"<Error><Code>InternalError</Code><Message>try again</Message></Error>",  # an error inside a 200
+        LISTING_BODY.replace(b"<Size>3</Size>", b"<Size>three</Size>"),
+    ],
+)
+def test_a_bad_listing_body_becomes_a_retryable_500(body: bytes) -> None:
+    class Model:
+        name = "ListObjectsV2"
+
+    response: dict[str, Any] = {"status_code": 200, "body": body}
+    custom: dict[str, Any] = {}
+    xmlpages.before_parse(Model(), response, custom)
+    assert response["status_code"] == 500
+    assert custom == {}
+    assert response["body"] == body  # left for botocore's error handling
+
+
+def test_a_good_listing_body_is_parsed_once() -> None:
+    class Model:
+        name = "ListObjectVersions"
+
+    response: dict[str, Any] = {"status_code": 200, "body": LISTING_BODY}
+    custom: dict[str, Any] = {}
+    xmlpages.before_parse(Model(), response, custom)
+    assert response == {"status_code": 200, "body": b""}  # botocore's generic parser gets nothing to do
+    assert len(custom["Contents"]) == 2

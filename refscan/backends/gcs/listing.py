@@ -22,6 +22,7 @@ from typing import Any, Protocol, TypeAlias
 
 from ...concurrency import gather
 from ...events import logger
+from ..base import is_folder_marker
 from ..keyspace import split_points
 from .client import _Failure
 
@@ -54,12 +55,6 @@ class PageSource(Protocol):
     """
 
     async def page(self, bucket: str, prefix: str, rng: _Range, max_results: int) -> Page: ...
-
-
-def is_marker(item: Mapping[str, Any]) -> bool:
-    """A folder placeholder: a name ending in `/` with no content (docs/behaviour.md: markers are skipped,
-    zero-byte files are kept)."""
-    return str(item.get("name", "")).endswith("/") and str(item.get("size") or "0") == "0"
 
 
 async def list_items(
@@ -99,7 +94,7 @@ async def list_items(
         for (rng, _), (items, token) in zip(plan, results, strict=True):
             names = [str(item.get("name", "")) for item in items]
             for item in items:
-                if item.get("name") == rng.skip or is_marker(item):
+                if item.get("name") == rng.skip or is_folder_marker(str(item.get("name", "")), item.get("size")):
                     continue
                 if len(batch) < remaining:
                     batch.append(item)

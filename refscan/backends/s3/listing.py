@@ -37,6 +37,7 @@ import anyio
 from ...errors import BackendError, RefscanError
 from ...events import logger
 from ...meta import EMPTY, ObjectMeta
+from ..base import is_folder_marker
 from ..keyspace import name_ahead, names_before, split_points
 from .client import iso_time, multipart_parts, required_etag, version_id
 
@@ -59,11 +60,6 @@ SEEN_LIMIT = 250_000
 
 
 # -- keys and pages -------------------------------------------------------------------------------
-
-
-def is_folder_marker(key: str, size: int | None) -> bool:
-    """A key ending in `/` with no content: a console-created folder, not an object (docs/behaviour.md, URIs)."""
-    return key.endswith("/") and not size
 
 
 @dataclass(frozen=True)
@@ -92,7 +88,7 @@ class PageSource(Protocol):
     async def page(
         self, bucket: str, prefix: str, *, cursor: Cursor | None, max_keys: int, versioned: bool, end: str | None
     ) -> Page:
-        """Objects past `end` (keys are compared as strings) need not be in `Page.objects`."""
+        """Objects past `end` (keys compared as strings) are left out of `Page.objects`; `Page.keys` keeps them."""
 
 
 def listed_meta(entry: Mapping[str, Any]) -> ObjectMeta:
@@ -213,7 +209,7 @@ class Budget:
 
 
 class Disorder(Exception):
-    """A page that breaks S3's listing rules (see `Walk.check`)."""
+    """A page that breaks S3's listing rules (see `broken_rule`)."""
 
 
 @dataclass(frozen=True)
@@ -338,9 +334,7 @@ class Walk:
                 if self.splits:
                     raise Disorder(broken)  # positions were trusted: only a restart is exact now
                 self._stop_splitting(prefix, broken)  # one chain so far: the server's own order, still exact
-            kept = page.objects
-            if part.end is not None:
-                kept = [m for m in kept if m.key <= part.end]
+            kept = page.objects  # the source leaves out objects past `part.end`
             if self.skip:
                 kept = [m for m in kept if m.key not in self.skip]
         finally:
