@@ -18,11 +18,11 @@ import anyio
 
 from .backends import Backend
 from .errors import ChecksumMismatch, DownloadError, NotFound, RefscanError, UnsafePath
-from .fingerprint import MULTIPART_ETAG, ContentHasher, Fingerprint, Match
+from .fingerprint import ContentHasher, Fingerprint, Match
 from .manifest import ManifestEntry, ManifestSource, as_manifest
 from .naming import PathIndex, check_clashes
 from .options import Options
-from .references import Recorded, recorded
+from .references import Recorded, part_size, recorded
 from .session import Session
 from .sync import synchronous
 
@@ -91,12 +91,11 @@ def _source(entry: ManifestEntry, store: Store | None) -> Recorded:
 
 
 async def _fetch(backend: Backend, source: Recorded, entry: ManifestEntry, root: Path, target: Path) -> None:
-    multipart = MULTIPART_ETAG in source.fingerprint.kinds()
-    part_size = await backend.part_size(source.uri) if multipart else None
-    if await anyio.to_thread.run_sync(_holds, target, source.fingerprint, part_size):
+    parts = await part_size(backend, source)
+    if await anyio.to_thread.run_sync(_holds, target, source.fingerprint, parts):
         return
     await anyio.to_thread.run_sync(_make_parent, root, target)
-    hasher = ContentHasher(source.fingerprint, part_size=part_size)
+    hasher = ContentHasher(source.fingerprint, part_size=parts)
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
     try:
         async with await anyio.open_file(tmp, "xb") as f:

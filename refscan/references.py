@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .backends import Backend
 from .errors import InvalidURI
-from .fingerprint import Fingerprint
+from .fingerprint import MULTIPART_ETAG, Fingerprint
 from .manifest import ManifestEntry
 from .uri import RefURI
 
@@ -34,3 +34,9 @@ def recorded(entry: ManifestEntry) -> Recorded:
 def is_unchecked(entry: ManifestEntry) -> bool:
     """True for an entry recorded with checksum=False (ref = digest, nothing else)."""
     return entry.ref == entry.digest and entry.size is None and not entry.extra
+
+
+async def part_size(backend: Backend, rec: Recorded) -> int | None:
+    """The part size needed to recompute a recorded multipart ETag from the bytes (one lookup); None when
+    the entry records none."""
+    return await backend.part_size(rec.uri) if MULTIPART_ETAG in rec.fingerprint.kinds() else None

@@ -19,11 +19,11 @@ import anyio
 
 from .backends import Backend
 from .errors import InvalidURI, NotFound, RefscanError
-from .fingerprint import MULTIPART_ETAG, ContentHasher, DeepCheck, Fingerprint, Match, compare
+from .fingerprint import ContentHasher, DeepCheck, Fingerprint, Match, compare
 from .manifest import ManifestEntry, ManifestSource, as_manifest
 from .meta import ObjectMeta
 from .options import Options
-from .references import Recorded, is_unchecked, recorded
+from .references import Recorded, is_unchecked, part_size, recorded
 from .scan import Scanner
 from .session import Session
 from .sync import synchronous
@@ -101,12 +101,10 @@ class VerifyReport:
         return {"ok": self.ok, "counts": self.counts, "results": [r.to_dict() for r in self.results]}
 
 
-async def read_and_check(
-    backend: Backend, uri: RefURI, expected: Fingerprint, *, part_size: int | None = None
-) -> DeepCheck:
-    """Stream the object's bytes through a `ContentHasher` and check them against `expected`."""
-    hasher = ContentHasher(expected, part_size=part_size)
-    async for chunk in backend.read(uri):
+async def read_and_check(backend: Backend, rec: Recorded) -> DeepCheck:
+    """Stream the recorded object's bytes through a `ContentHasher` and check them against its fingerprint."""
+    hasher = ContentHasher(rec.fingerprint, part_size=await part_size(backend, rec))
+    async for chunk in backend.read(rec.uri):
         hasher.update(chunk)
     return hasher.check()
 
@@ -231,8 +229,7 @@ class _Verifier:
             return _result(entry, "unverifiable", "no-shared-fingerprint", why, expected, actual)
         if not self.deep:
             return _result(entry, "ok", "fingerprint-matches", "fingerprint matches", expected, actual)
-        part_size = await backend.part_size(uri) if MULTIPART_ETAG in expected.kinds() else None
-        deep = await read_and_check(backend, uri, expected, part_size=part_size)
+        deep = await read_and_check(backend, rec)
         if deep.match is Match.UNKNOWN:
             why = f"fingerprint matches; deep check impossible: {deep.detail}"
             return _result(entry, "ok", "deep-impossible", why, expected, actual)
