@@ -205,38 +205,32 @@ def read_token(token: str) -> str:
 # -- rendering ----------------------------------------------------------------------------------------------
 
 
-@cache
-def _contents_chunk(chunk: int, objects: int) -> tuple[bytes, ...]:
-    """`<Contents>` fragments of the keys in chunk `chunk` (CHUNK keys by position), rendered once."""
-    return tuple(
-        (
-            f"<Contents><Key>{key(i)}</Key><LastModified>{LAST_MODIFIED}</LastModified>"
-            f"<ETag>&quot;{etag(i)}&quot;</ETag><Size>{size(i)}</Size><StorageClass>STANDARD</StorageClass>"
-            "</Contents>"
-        ).encode()
-        for i in range(chunk * CHUNK, min(objects, (chunk + 1) * CHUNK))
-    )
+#: The listing element of each key, by listing kind (`Contents` for ListObjectsV2, `Version` for versions).
+_ITEM = {
+    False: "<Contents><Key>{key}</Key><LastModified>{modified}</LastModified>"
+    "<ETag>&quot;{etag}&quot;</ETag><Size>{size}</Size><StorageClass>STANDARD</StorageClass></Contents>",
+    True: "<Version><Key>{key}</Key><VersionId>null</VersionId><IsLatest>true</IsLatest>"
+    "<LastModified>{modified}</LastModified><ETag>&quot;{etag}&quot;</ETag><Size>{size}</Size>"
+    "<StorageClass>STANDARD</StorageClass></Version>",
+}
 
 
 @cache
-def _version_chunk(chunk: int, objects: int) -> tuple[bytes, ...]:
+def _chunk(chunk: int, objects: int, versions: bool) -> tuple[bytes, ...]:
+    """The listing fragments of the keys in chunk `chunk` (CHUNK keys by position), rendered once."""
+    template = _ITEM[versions]
     return tuple(
-        (
-            f"<Version><Key>{key(i)}</Key><VersionId>null</VersionId><IsLatest>true</IsLatest>"
-            f"<LastModified>{LAST_MODIFIED}</LastModified><ETag>&quot;{etag(i)}&quot;</ETag><Size>{size(i)}</Size>"
-            "<StorageClass>STANDARD</StorageClass></Version>"
-        ).encode()
+        template.format(key=key(i), modified=LAST_MODIFIED, etag=etag(i), size=size(i)).encode()
         for i in range(chunk * CHUNK, min(objects, (chunk + 1) * CHUNK))
     )
 
 
 def _fragments(start: int, stop: int, objects: int, versions: bool) -> list[bytes]:
-    render = _version_chunk if versions else _contents_chunk
     out: list[bytes] = []
     i = start
     while i < stop:
         chunk = i // CHUNK
-        frags = render(chunk, objects)
+        frags = _chunk(chunk, objects, versions)
         end = min(stop, (chunk + 1) * CHUNK)
         out.extend(frags[i - chunk * CHUNK : end - chunk * CHUNK])
         i = end
@@ -369,7 +363,7 @@ def serve(objects: int, port: int, page_ms: float = 0.0, host: str = "127.0.0.1"
     space = KeySpace(objects)
     delay = page_ms / 1000
     for chunk in range(-(-objects // CHUNK)):  # every page's fragments before the first request (~4 s at 1M)
-        _contents_chunk(chunk, objects)
+        _chunk(chunk, objects, False)
 
     def xml(data: bytes, status: int = 200) -> web.Response:
         return web.Response(status=status, body=data, content_type="application/xml")
