@@ -126,13 +126,23 @@ class Artifact:
     # -- references -------------------------------------------------------------------------------
 
     async def aadd_reference(
-        self, uri: str, name: str | None = None, checksum: bool = True, max_objects: int | None = None
+        self,
+        uri: str,
+        name: str | None = None,
+        checksum: bool = True,
+        max_objects: int | None = None,
+        inventory: str | None = None,
     ) -> list[ManifestEntry]:
         """Scan `uri` (an object, or every object under a folder) and add its entries, all or none;
-        returns the entries scanned."""
+        returns the entries scanned. With `inventory` the objects come from that inventory (see `Scanner`),
+        which `metadata["inventories"]` then records."""
         async with Scanner(self.options) as scanner:
-            entries = await scanner.scan(uri, name=name, checksum=checksum, max_objects=max_objects)
+            entries = await scanner.scan(
+                uri, name=name, checksum=checksum, max_objects=max_objects, inventory=inventory
+            )
+            used = scanner.inventories_used()
         self._merge(entries, {})
+        self._note_inventories(used)
         return entries
 
     add_reference = synchronous(aadd_reference)
@@ -145,8 +155,16 @@ class Artifact:
         `on_entry` is called with each entry as it is found (progress)."""
         async with Scanner(self.options) as scanner:
             results = await scanner.scan_many(requests, on_entry=on_entry)
+            used = scanner.inventories_used()
         self._merge([e for entries in results for e in entries], {})
+        self._note_inventories(used)
         return results
+
+    def _note_inventories(self, used: list[dict[str, Any]]) -> None:
+        """Record in `metadata["inventories"]` the inventories entries were read from (location, taken when)."""
+        if used:
+            noted = self.metadata.setdefault("inventories", [])
+            noted.extend(u for u in used if u not in noted)
 
     add_references = synchronous(aadd_references)
 

@@ -79,5 +79,10 @@ class SourceChanged(RefscanError, ValueError):
     """A local file added to an artifact changed or vanished before the artifact was logged; re-add it."""
 
 
+class InvalidInventory(RefscanError, ValueError):
+    """An inventory that cannot be trusted or read: a manifest for another bucket, a data file missing or
+    failing its checksum, an unknown file format, or a schema without the key, ETag and size columns."""
+
+
 class InvalidSource(RefscanError, ValueError):
     """Text that names neither a manifest file nor a store version (`NAME:VER`)."""

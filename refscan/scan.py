@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from .backends import Backend
 from .concurrency import gather_map
@@ -24,6 +25,9 @@ from .session import Session
 from .sync import synchronous
 from .uri import RefURI, redact
 
+if TYPE_CHECKING:
+    from .inventory import Inventory
+
 DEFAULT_MAX_OBJECTS = 10_000
 
 
@@ -35,6 +39,7 @@ class ScanRequest:
     name: str | None = None
     checksum: bool = True
     max_objects: int | None = None
+    inventory: str | None = None
 
 
 def _entry(backend: type[Backend], uri: RefURI, path: str, meta: ObjectMeta) -> ManifestEntry:
@@ -57,6 +62,7 @@ class Scanner:
         self._own = session is None
         self.session = session or Session(options)
         self.options = self.session.options
+        self._inventories: dict[str, Inventory] = {}
 
     async def __aenter__(self) -> Scanner:
         if self._own:
@@ -66,13 +72,37 @@ class Scanner:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        for inventory in self._inventories.values():
+            inventory.close()
+        self._inventories.clear()
         if self._own:
             await self.session.__aexit__(exc_type, exc, tb)
 
+    async def inventory(self, location: str) -> Inventory:
+        """The inventory whose manifest is at `location` (URI or local path), opened once per scanner."""
+        opened = self._inventories.get(location)
+        if opened is None:
+            from .inventory import Inventory  # pyarrow and the inventory readers only when asked for
+
+            opened = self._inventories[location] = await Inventory.open(location, self.session)
+        return opened
+
+    def inventories_used(self) -> list[dict[str, Any]]:
+        """The inventories this scanner read (location, creation time, bucket), in the order first opened."""
+        return [inventory.describe() for inventory in self._inventories.values()]
+
     async def iter_scan(
-        self, uri: str, *, name: str | None = None, checksum: bool = True, max_objects: int | None = None
+        self,
+        uri: str,
+        *,
+        name: str | None = None,
+        checksum: bool = True,
+        max_objects: int | None = None,
+        inventory: str | None = None,
     ) -> AsyncIterator[ManifestEntry]:
-        """Entries for `uri` as they are found. May yield entries before raising `TooManyObjects`."""
+        """Entries for `uri` as they are found. May yield entries before raising `TooManyObjects`. With
+        `inventory` (the location of an inventory manifest) objects are read from that inventory instead of
+        being looked up or listed."""
         ref = RefURI.parse(uri)
         limit = DEFAULT_MAX_OBJECTS if max_objects is None else max_objects
         if limit < 0:
@@ -83,12 +113,13 @@ class Scanner:
         kind = ref.backend
         # without folders a URI is one object: its name must be known before any request
         path = None if kind.folders else object_path(ref, name)
-        backend = await self.session.backend(ref.scheme)
+        source: Backend | Inventory
+        source = await self.session.backend(ref.scheme) if inventory is None else await self.inventory(inventory)
         log = logger().bind(uri=str(ref))
         started = time.perf_counter()
         if not ref.is_folder:
             try:
-                meta = await backend.stat(ref)
+                meta = await source.stat(ref)
             except NotFound:
                 if not kind.folders or ref.version is not None:
                     raise
@@ -98,7 +129,7 @@ class Scanner:
                 return
         folder = ref.folder()
         count = 0
-        async with aclosing(backend.list(folder, limit + 1)) as batches:  # closed here, even when abandoned
+        async with aclosing(source.list(folder, limit + 1)) as batches:  # closed here, even when abandoned
             async for batch in batches:
                 count += len(batch)
                 if count > limit:
@@ -119,12 +150,14 @@ class Scanner:
         name: str | None = None,
         checksum: bool = True,
         max_objects: int | None = None,
+        inventory: str | None = None,
         on_entry: Callable[[ManifestEntry], object] | None = None,
     ) -> list[ManifestEntry]:
         """All entries for `uri`, sorted by path; raises instead of returning a partial list. `on_entry` is
         called with each entry as it is found (progress)."""
         entries = []
-        async for entry in self.iter_scan(uri, name=name, checksum=checksum, max_objects=max_objects):
+        scanned = self.iter_scan(uri, name=name, checksum=checksum, max_objects=max_objects, inventory=inventory)
+        async for entry in scanned:
             entries.append(entry)
             if on_entry is not None:
                 on_entry(entry)
@@ -140,7 +173,12 @@ class Scanner:
 
         async def one(r: ScanRequest) -> list[ManifestEntry]:
             return await self.scan(
-                r.uri, name=r.name, checksum=r.checksum, max_objects=r.max_objects, on_entry=on_entry
+                r.uri,
+                name=r.name,
+                checksum=r.checksum,
+                max_objects=r.max_objects,
+                inventory=r.inventory,
+                on_entry=on_entry,
             )
 
         return await gather_map(one, reqs)
@@ -153,10 +191,12 @@ async def iter_scan(
     checksum: bool = True,
     max_objects: int | None = None,
     options: Options | None = None,
+    inventory: str | None = None,
 ) -> AsyncIterator[ManifestEntry]:
     """Stream the entries for `uri` (see `Scanner.iter_scan`) with a scanner of its own."""
     async with Scanner(options) as scanner:
-        async for entry in scanner.iter_scan(uri, name=name, checksum=checksum, max_objects=max_objects):
+        scanned = scanner.iter_scan(uri, name=name, checksum=checksum, max_objects=max_objects, inventory=inventory)
+        async for entry in scanned:
             yield entry
 
 
@@ -167,10 +207,12 @@ async def ascan(
     checksum: bool = True,
     max_objects: int | None = None,
     options: Options | None = None,
+    inventory: str | None = None,
 ) -> list[ManifestEntry]:
-    """The entries for `uri`, sorted by path (see `Scanner.scan`)."""
+    """The entries for `uri`, sorted by path (see `Scanner.scan`); from the inventory whose manifest is at
+    `inventory` instead of listing, when given."""
     async with Scanner(options) as scanner:
-        return await scanner.scan(uri, name=name, checksum=checksum, max_objects=max_objects)
+        return await scanner.scan(uri, name=name, checksum=checksum, max_objects=max_objects, inventory=inventory)
 
 
 scan = synchronous(ascan)

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
@@ -28,6 +28,9 @@ from .scan import Scanner
 from .session import Session
 from .sync import synchronous
 from .uri import RefURI
+
+if TYPE_CHECKING:
+    from .inventory import Index, Inventory
 
 Status = Literal["ok", "changed", "missing", "unverifiable", "error", "added"]
 STATUSES: tuple[Status, ...] = ("ok", "changed", "missing", "unverifiable", "error", "added")
@@ -79,9 +82,12 @@ class VerifyResult:
 
 @dataclass(frozen=True)
 class VerifyReport:
-    """All results in path order. `ok` is True when every result is ok or unverifiable."""
+    """All results in path order. `ok` is True when every result is ok or unverifiable. `inventory`, when one
+    was used: its `location` and `created` time, how many entries it answered (`from_inventory`) and how many
+    it could not vouch for and were looked up live (`live`)."""
 
     results: tuple[VerifyResult, ...]
+    inventory: dict[str, Any] | None = None
     counts: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -98,7 +104,11 @@ class VerifyReport:
         return all(r.status == "ok" for r in self.results)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "counts": self.counts, "results": [r.to_dict() for r in self.results]}
+        out: dict[str, Any] = {"ok": self.ok, "counts": self.counts}
+        if self.inventory is not None:
+            out["inventory"] = self.inventory
+        out["results"] = [r.to_dict() for r in self.results]
+        return out
 
 
 async def read_and_check(backend: Backend, rec: Recorded) -> DeepCheck:
@@ -161,12 +171,38 @@ def listing_plan(entries: Iterable[ManifestEntry]) -> dict[FolderKey, int]:
 
 
 class _Verifier:
-    """Checks entries one by one; objects already seen in a folder listing (`prefetch`) need no request."""
+    """Checks entries one by one; objects already seen in a folder listing (`prefetch`) or answered by the
+    inventory (`vouched`, by entry path) need no request."""
 
-    def __init__(self, session: Session, deep: bool) -> None:
+    def __init__(self, session: Session, deep: bool, inventory: Inventory | None = None) -> None:
         self.session = session
         self.deep = deep
         self.listed: dict[FolderKey, ObjectMeta] = {}
+        self.inventory = inventory
+        self.index: Index | None = None
+        self.vouched: set[str] = set()
+        self.live = 0  # entries the inventory could not vouch for, checked by requests
+
+    async def consult(self, inventory: Inventory, entries: list[ManifestEntry]) -> list[ManifestEntry]:
+        """Look every entry the inventory can vouch for up in it (one pass over its rows); returns the others.
+
+        It vouches for objects of its bucket not modified after it was taken (by the entry's recorded
+        lastModified): for the current object of a key, and for a pinned version when it lists that version
+        or lists every version (then a version it lacks is gone)."""
+        candidates: list[tuple[ManifestEntry, RefURI]] = []
+        for entry in entries:
+            rec = self._recorded(entry)
+            if isinstance(rec, VerifyResult) or not inventory.holds(rec.uri):
+                continue
+            modified = entry.extra.get("lastModified")
+            if not (isinstance(modified, str) and modified > inventory.created):  # else: newer than the inventory
+                candidates.append((entry, rec.uri))
+        self.index = index = await inventory.index(uri for _, uri in candidates)
+        all_versions = await inventory.lists_all_versions() if candidates else False
+        for entry, uri in candidates:
+            if uri.version is None or all_versions or (uri.key, uri.version) in index.versions:
+                self.vouched.add(entry.path)
+        return [e for e in entries if e.path not in self.vouched]
 
     async def prefetch(self, entries: list[ManifestEntry]) -> None:
         """List the folders many entries live in, concurrently. A listing that fails only means lookups later."""
@@ -186,15 +222,21 @@ class _Verifier:
             for (scheme, bucket, folder), count in listing_plan(entries).items():
                 tg.start_soon(one, scheme, bucket, folder, count)
 
-    async def _current(self, backend: Backend, uri: RefURI) -> ObjectMeta:
-        """The object at `uri` (pinned version if any): from a prefetched listing when it holds exactly that
-        version, else one lookup."""
+    async def _current(self, backend: Backend, uri: RefURI, vouched: bool) -> ObjectMeta:
+        """The object at `uri` (pinned version if any): from the inventory when it vouches for the entry, from
+        a prefetched listing when that holds exactly the version, else one lookup."""
+        if vouched and self.index is not None:
+            found = self.index.get(uri)
+            if found is None:
+                raise NotFound(f"{uri}: not in the inventory (or only as a delete marker)")
+            return found
         meta = self.listed.get((uri.scheme, uri.bucket, uri.key))
         if meta is not None and (uri.version is None or meta.version == uri.version):
             return meta
         return await backend.stat(uri)
 
-    async def check(self, entry: ManifestEntry) -> VerifyResult:
+    def _recorded(self, entry: ManifestEntry) -> Recorded | VerifyResult:
+        """What the entry records, to look up; or its result when nothing can be looked up."""
         if entry.ref is None:
             return _result(entry, "unverifiable", "stored-file", "a stored file, not a reference")
         if is_unchecked(entry):
@@ -206,6 +248,12 @@ class _Verifier:
         if not rec.fingerprint.provable:
             why = "no validator recorded (the server sent no ETag or hash)"
             return _result(entry, "unverifiable", "no-validator", why, rec.fingerprint)
+        return rec
+
+    async def check(self, entry: ManifestEntry) -> VerifyResult:
+        rec = self._recorded(entry)
+        if isinstance(rec, VerifyResult):
+            return rec
         try:
             return await self._check(entry, rec)
         except RefscanError as exc:
@@ -214,12 +262,15 @@ class _Verifier:
     async def _check(self, entry: ManifestEntry, rec: Recorded) -> VerifyResult:
         backend = await self.session.backend(rec.uri.scheme)
         expected, uri = rec.fingerprint, rec.uri
+        vouched = entry.path in self.vouched
+        if self.inventory is not None and not vouched:
+            self.live += 1
         try:
-            meta = await self._current(backend, uri)
+            meta = await self._current(backend, uri, vouched)
         except NotFound:
             if uri.version is None:
                 return _result(entry, "missing", "gone", "the object no longer exists", expected)
-            return await self._pin_gone(entry, rec, backend)
+            return await self._pin_gone(entry, rec, backend, vouched)
         actual = rec.backend.fingerprint(meta)
         match = compare(expected, actual)
         if match is Match.DIFFERENT:
@@ -242,10 +293,10 @@ class _Verifier:
             return _result(entry, "unverifiable", "hash-not-of-bytes", why, expected, actual)
         return _result(entry, "changed", "deep-differs", f"deep check: {deep.detail}", expected, actual)
 
-    async def _pin_gone(self, entry: ManifestEntry, rec: Recorded, backend: Backend) -> VerifyResult:
+    async def _pin_gone(self, entry: ManifestEntry, rec: Recorded, backend: Backend, vouched: bool) -> VerifyResult:
         uri, expected = rec.uri, rec.fingerprint
         try:
-            current = await backend.stat(uri.child(uri.key))
+            current = await self._current(backend, uri.child(uri.key), vouched)
         except NotFound:
             return _result(entry, "missing", "gone", f"version {uri.version} and the object are gone", expected)
         actual = rec.backend.fingerprint(current)
@@ -263,9 +314,14 @@ async def averify(
     options: Options | None = None,
     rescan: Iterable[str] = (),
     on_result: Callable[[VerifyResult], None] | None = None,
+    inventory: str | None = None,
 ) -> VerifyReport:
     """Verify every entry of `source` (a Manifest, a store version, entries, or a manifest JSON path); one
     result per entry, checked concurrently by a bounded pool of workers.
+
+    `inventory`: the location of an inventory manifest (URI or local path) taken after the entries were
+    recorded; entries it can vouch for are checked against its rows with no request per object, the others
+    are looked up live, and the report says how many were (`VerifyReport.inventory`).
 
     `rescan`: folder URIs to list again; each object found there whose ref is not in the manifest gives a
     result with status `added` (path as a plain scan of that folder names it), like `dvc status`.
@@ -274,9 +330,10 @@ async def averify(
     entries = list(as_manifest(source))
     results: list[VerifyResult | None] = [None] * len(entries)
     added: list[VerifyResult] = []
-    async with Session(options) as session:
-        verifier = _Verifier(session, deep)
-        await verifier.prefetch(entries)
+    async with Session(options) as session, Scanner(session=session) as scanner:
+        opened = await scanner.inventory(inventory) if inventory is not None else None
+        verifier = _Verifier(session, deep, opened)
+        await verifier.prefetch(await verifier.consult(opened, entries) if opened is not None else entries)
         todo = iter(range(len(entries)))
 
         async def worker() -> None:
@@ -289,14 +346,16 @@ async def averify(
             for _ in range(min(len(entries), 2 * session.options.concurrency)):
                 tg.start_soon(worker)
         known = {e.ref for e in entries}
-        scanner = Scanner(session=session)
         for folder in rescan:
             async for found in scanner.iter_scan(folder, max_objects=sys.maxsize):
                 if found.ref not in known:
                     actual = recorded(found).fingerprint
                     why = f"new under {folder} since the manifest was made"
                     added.append(_result(found, "added", "added", why, None, actual))
-    return VerifyReport(tuple(r for r in results if r is not None) + tuple(added))
+    used = None
+    if opened is not None:
+        used = {**opened.describe(), "from_inventory": len(verifier.vouched), "live": verifier.live}
+    return VerifyReport(tuple(r for r in results if r is not None) + tuple(added), used)
 
 
 verify = synchronous(averify)

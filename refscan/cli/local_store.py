@@ -8,6 +8,7 @@ from ..artifact import Artifact
 from ..scan import ScanRequest
 from .context import Context
 from .render import echo_json, print_table, table
+from .scan import INVENTORY_HELP, report_inventories
 
 
 @click.command("log")
@@ -25,6 +26,7 @@ from .render import echo_json, print_table, table
 @click.option("--description", help="Free text stored with the version.")
 @click.option("--max-objects", type=click.IntRange(0), help="Folder limit per source (default 10,000).")
 @click.option("--no-checksum", is_flag=True, help="Record the URIs only, without looking them up.")
+@click.option("--inventory", metavar="INV", help=INVENTORY_HELP)
 @click.pass_obj
 def log_command(
     obj: Context,
@@ -36,13 +38,14 @@ def log_command(
     description: str | None,
     max_objects: int | None,
     no_checksum: bool,
+    inventory: str | None,
 ) -> None:
     """Log a version of artifact NAME from references.
 
     Each SOURCE (URI or local path) is added under its own file names; --named puts one under
     a path of your choice. Prints the version, NAME:vN (the existing one when nothing changed)."""
-    requests = [ScanRequest(u, None, not no_checksum, max_objects) for u in sources]
-    requests += [ScanRequest(u, path, not no_checksum, max_objects) for path, u in named]
+    requests = [ScanRequest(u, None, not no_checksum, max_objects, inventory) for u in sources]
+    requests += [ScanRequest(u, path, not no_checksum, max_objects, inventory) for path, u in named]
     if not requests:
         raise click.UsageError("give at least one SOURCE or --named PATH URI")
     artifact = Artifact(name, type_, description=description, options=obj.options)
@@ -50,6 +53,7 @@ def log_command(
     label = f"scanning {len(requests)} source{'s' if len(requests) > 1 else ''}"
     with obj.progress(label) as advance:
         artifact.add_references(requests, on_entry=lambda _: advance(1))
+    report_inventories(artifact.metadata.get("inventories", []))
     click.echo(obj.store(create=True).log(artifact, aliases=aliases))
 
 

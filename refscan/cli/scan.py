@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import click
 
@@ -22,12 +23,22 @@ def scan_into(obj: Context, requests: Sequence[ScanRequest], sink: Callable[[Man
             with obj.progress("objects scanned") as advance:
                 for r in requests:
                     async for entry in scanner.iter_scan(
-                        r.uri, name=r.name, checksum=r.checksum, max_objects=r.max_objects
+                        r.uri, name=r.name, checksum=r.checksum, max_objects=r.max_objects, inventory=r.inventory
                     ):
                         sink(entry)
                         advance(1)
+            report_inventories(scanner.inventories_used())
 
     run_sync(run)
+
+
+def report_inventories(used: Sequence[Mapping[str, Any]]) -> None:
+    """Say on stderr which inventory entries came from and when it was taken (they are as of that time)."""
+    for inventory in used:
+        click.echo(f"inventory {inventory['location']}: taken {inventory['created']}", err=True)
+
+
+INVENTORY_HELP = "Read objects from this inventory (manifest URI or path) instead of listing."
 
 
 @click.command()
@@ -37,6 +48,7 @@ def scan_into(obj: Context, requests: Sequence[ScanRequest], sink: Callable[[Man
 @click.option("--no-checksum", is_flag=True, help="Record the URI only, without looking it up.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE instead of stdout.")
 @click.option("--format", "fmt", type=click.Choice(["json", "jsonl", "table"]), default="json", show_default=True)
+@click.option("--inventory", metavar="INV", help=INVENTORY_HELP)
 @click.pass_obj
 def scan(
     obj: Context,
@@ -46,13 +58,14 @@ def scan(
     no_checksum: bool,
     output: str | None,
     fmt: str,
+    inventory: str | None,
 ) -> None:
     """Scan references into a manifest.
 
     Prints a W&B v1 manifest (json), one entry per line as it is found (jsonl), or a table."""
     if name is not None and len(uris) > 1:
         raise click.UsageError("--name needs exactly one URI")
-    requests = [ScanRequest(u, name, not no_checksum, max_objects) for u in uris]
+    requests = [ScanRequest(u, name, not no_checksum, max_objects, inventory) for u in uris]
     if fmt == "jsonl":  # streamed: constant memory for millions of entries
         with open_output(output) as out:
             scan_into(obj, requests, lambda e: out.write(jsonl_line(e)))

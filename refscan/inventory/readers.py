@@ -1,0 +1,256 @@
+"""Inventory data files as Arrow record batches with one set of column names, streamed (pyarrow, imported on
+first use: `pip install 'refscan[inventory]'`).
+
+Columns are renamed to `COLUMNS` whatever the source spells them (S3 CSV `VersionId`, Parquet/ORC
+`version_id`, GCS `generation` all become `version`); only the columns refscan reads are decoded. Keys in S3
+CSV files are URL-encoded (form encoding: `+` is a space) and decoded here; Parquet, ORC and GCS reports hold
+them plain. Rows are selected by key prefix or key set inside Arrow: for Parquet that prunes whole row groups
+by their Key statistics, so a prefix of a sorted inventory costs only its own row groups.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_plus
+
+from ..errors import InvalidInventory, MissingDependency
+from .manifest import InventoryManifest
+
+KEY, VERSION, LATEST, DELETED, SIZE, ETAG, MODIFIED, CHECKSUM = (
+    "key",
+    "version",
+    "latest",
+    "deleted",
+    "size",
+    "etag",
+    "modified",
+    "checksum",
+)
+BUCKET, MD5, CRC32C, METAGENERATION = "bucket", "md5", "crc32c", "metageneration"
+
+#: Source column (lower case, without `_`) → canonical name, per inventory kind.
+COLUMNS: dict[str, dict[str, str]] = {
+    "s3": {
+        "bucket": BUCKET,
+        "key": KEY,
+        "versionid": VERSION,
+        "islatest": LATEST,
+        "isdeletemarker": DELETED,
+        "size": SIZE,
+        "etag": ETAG,
+        "lastmodifieddate": MODIFIED,
+        "checksumalgorithm": CHECKSUM,
+    },
+    "gcs": {
+        "bucket": BUCKET,
+        "name": KEY,
+        "generation": VERSION,
+        "size": SIZE,
+        "etag": ETAG,
+        "md5hash": MD5,
+        "crc32c": CRC32C,
+        "metageneration": METAGENERATION,
+    },
+}
+REQUIRED = (KEY, ETAG, SIZE)
+BATCH_ROWS = 1 << 16
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def pyarrow() -> Any:
+    """The pyarrow package, or `MissingDependency` with the install hint."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute
+        import pyarrow.csv
+        import pyarrow.dataset  # the submodules are used through `pa`
+    except ImportError as exc:
+        raise MissingDependency(
+            f"reading inventories needs pyarrow ({exc.name or exc}): pip install 'refscan[inventory]'"
+        ) from exc
+    return pa
+
+
+def column_map(manifest: InventoryManifest, names: Sequence[str], where: str) -> dict[str, str]:
+    """Canonical name → the file's own column name, for the columns refscan reads; raises `InvalidInventory`
+    when the key, ETag or size column is missing."""
+    known = COLUMNS[manifest.kind]
+    found: dict[str, str] = {}
+    for name in names:
+        canonical = known.get(name.replace("_", "").lower())
+        if canonical is not None and canonical not in found:
+            found[canonical] = name
+    missing = [c for c in REQUIRED if c not in found]
+    if missing:
+        raise InvalidInventory(
+            f"{where}: the inventory schema has no {', '.join(missing)} column (columns: {', '.join(names)}); "
+            "an inventory refscan can read lists at least the key, size and ETag of each object"
+        )
+    return found
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The smallest string above every string that starts with `prefix` (None when there is none)."""
+    stripped = prefix.rstrip("\U0010ffff")
+    if not stripped:
+        return None
+    return stripped[:-1] + chr(ord(stripped[-1]) + 1)
+
+
+def _key_filter(pa: Any, field: Any, prefix: str | None, keys: Sequence[str] | None) -> Any:
+    """The Arrow expression selecting rows by key: under `prefix` and/or in `keys` (None: every row). The
+    range bounds let Parquet skip row groups by their statistics."""
+    pc = pa.compute
+    expr = None
+    if prefix:
+        expr = (field >= prefix) & pc.starts_with(field, prefix)
+        end = prefix_end(prefix)
+        if end is not None:
+            expr = expr & (field < end)
+    if keys is not None:
+        if not keys:
+            return pc.scalar(False)
+        in_keys = (field >= min(keys)) & (field <= max(keys)) & field.isin(pa.array(keys, pa.string()))
+        expr = in_keys if expr is None else expr & in_keys
+    return expr
+
+
+def _canonical(pa: Any, batch: Any, columns: dict[str, str]) -> Any:
+    """`batch` with canonical names and types: strings, `size` int64, `latest`/`deleted` booleans, times as
+    ISO 8601 UTC text."""
+    arrays, names = [], []
+    for canonical, source in columns.items():
+        array = batch.column(source)
+        kind = array.type
+        if canonical == SIZE:
+            array = array.cast(pa.int64())
+        elif canonical in (LATEST, DELETED):
+            array = array.cast(pa.bool_()) if not pa.types.is_boolean(kind) else array
+        elif pa.types.is_timestamp(kind):
+            array = pa.compute.strftime(array, format=_TIME_FORMAT)
+        elif not pa.types.is_string(kind):
+            array = array.cast(pa.string())
+        arrays.append(array)
+        names.append(canonical)
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def read_batches(
+    path: Path,
+    manifest: InventoryManifest,
+    where: str,
+    *,
+    prefix: str | None = None,
+    keys: Sequence[str] | None = None,
+    stats: dict[str, int] | None = None,
+) -> Iterator[Any]:
+    """The rows of the data file at `path` whose key is under `prefix` and/or in `keys` (both None: all),
+    as record batches with canonical columns. `stats["rows"]` counts the rows the file holds (read or skipped
+    by statistics). `where` names the file in errors."""
+    pa = pyarrow()
+    try:
+        if manifest.format == "csv":
+            yield from _csv_batches(pa, path, manifest, where, prefix, keys, stats)
+        else:
+            yield from _columnar_batches(pa, path, manifest, where, prefix, keys, stats)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError, EOFError) as exc:
+        raise InvalidInventory(f"{where}: cannot read the {manifest.format} data file ({exc})") from None
+
+
+def available_columns(path: Path, manifest: InventoryManifest, where: str) -> set[str]:
+    """The canonical columns the data file at `path` holds (of those refscan reads)."""
+    pa = pyarrow()
+    if manifest.format == "csv":
+        names = list(manifest.columns or _csv_header(path))
+    else:
+        try:
+            names = pa.dataset.dataset(str(path), format=manifest.format).schema.names
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InvalidInventory(f"{where}: cannot read the {manifest.format} data file ({exc})") from None
+    return set(column_map(manifest, names, where))
+
+
+def _columnar_batches(
+    pa: Any,
+    path: Path,
+    manifest: InventoryManifest,
+    where: str,
+    prefix: str | None,
+    keys: Sequence[str] | None,
+    stats: dict[str, int] | None,
+) -> Iterator[Any]:
+    dataset = pa.dataset.dataset(str(path), format=manifest.format)
+    columns = column_map(manifest, dataset.schema.names, where)
+    if stats is not None:
+        stats["rows"] = stats.get("rows", 0) + dataset.count_rows()
+    scanner = dataset.scanner(
+        columns=list(columns.values()),
+        filter=_key_filter(pa, pa.dataset.field(columns[KEY]), prefix, keys),
+        batch_size=BATCH_ROWS,
+        batch_readahead=2,
+        fragment_readahead=1,
+    )
+    for batch in scanner.to_batches():
+        if batch.num_rows:
+            yield _canonical(pa, batch, columns)
+
+
+def _csv_batches(
+    pa: Any,
+    path: Path,
+    manifest: InventoryManifest,
+    where: str,
+    prefix: str | None,
+    keys: Sequence[str] | None,
+    stats: dict[str, int] | None,
+) -> Iterator[Any]:
+    gzipped = _gzipped(path)
+    stream = pa.CompressedInputStream(pa.OSFile(str(path)), "gzip") if gzipped else pa.OSFile(str(path))
+    header = manifest.columns is None  # GCS reports carry a header; S3 lists the columns in the manifest
+    names = list(manifest.columns or _csv_header(path))
+    columns = column_map(manifest, names, where)
+    types = {src: _csv_type(pa, canonical) for canonical, src in columns.items()}
+    reader = pa.csv.open_csv(
+        stream,
+        read_options=pa.csv.ReadOptions(column_names=names, skip_rows=1 if header else 0, block_size=1 << 22),
+        convert_options=pa.csv.ConvertOptions(column_types=types, include_columns=list(columns.values())),
+    )
+    url_encoded = manifest.kind == "s3"
+    key_filter = _key_filter(pa, pa.compute.field(KEY), prefix, keys)
+    with reader:
+        for batch in reader:
+            if stats is not None:
+                stats["rows"] = stats.get("rows", 0) + batch.num_rows
+            rows = _canonical(pa, batch, columns)
+            if url_encoded:
+                decoded = [unquote_plus(k) if "%" in k or "+" in k else k for k in rows.column(KEY).to_pylist()]
+                rows = rows.set_column(rows.schema.get_field_index(KEY), KEY, pa.array(decoded, pa.string()))
+            if key_filter is not None:
+                rows = pa.Table.from_batches([rows]).filter(key_filter).combine_chunks()
+                rows = rows.to_batches()[0] if rows.num_rows else None
+            if rows is not None and rows.num_rows:
+                yield rows
+
+
+def _gzipped(path: Path) -> bool:
+    with path.open("rb") as raw:
+        return raw.read(2) == b"\x1f\x8b"
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The first line of a CSV file with a header, as column names."""
+    with gzip.open(path, "rb") if _gzipped(path) else path.open("rb") as raw:
+        line = raw.readline().decode("utf-8-sig", "replace")
+    return next(csv.reader([line]), [])
+
+
+def _csv_type(pa: Any, canonical: str) -> Any:
+    if canonical == SIZE:
+        return pa.int64()
+    if canonical in (LATEST, DELETED):
+        return pa.bool_()
+    return pa.string()
