@@ -26,7 +26,7 @@ from .errors import (
 )
 from .manifest import Manifest, ManifestEntry
 from .meta import ObjectMeta
-from .options import GCSOptions, HTTPOptions, Options, RetryPolicy, S3Options
+from .options import AzureOptions, GCSOptions, HTTPOptions, Options, RetryPolicy, S3Options
 from .scan import DEFAULT_MAX_OBJECTS, Scanner, ScanRequest, ascan, iter_scan, scan
 from .session import Session
 from .sources import open_source
@@ -39,6 +39,7 @@ __all__ = [
     "AccessDenied",
     "Artifact",
     "ArtifactVersion",
+    "AzureOptions",
     "Backend",
     "BackendError",
     "BucketBackend",

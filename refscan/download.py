@@ -80,10 +80,10 @@ def _holds(path: Path, expected: Fingerprint, part_size: int | None) -> bool:
     return hasher.check().match is Match.SAME
 
 
-def _source(entry: ManifestEntry, store: Store | None) -> Recorded:
+def _source(entry: ManifestEntry, store: Store | None, options: Options) -> Recorded:
     """Where to fetch `entry` from: its ref, or a stored local file's copy in `store`."""
     if entry.ref is not None:
-        return recorded(entry)
+        return recorded(entry, options)
     if store is None:
         raise NotFound(f"{entry.path}: a stored file (no ref); download it from its store (NAME:VERSION)")
     copy = ManifestEntry(entry.path, entry.digest, store.object_path(entry.digest).as_uri(), entry.size)
@@ -133,7 +133,7 @@ async def adownload(
 
         async def one(entry: ManifestEntry, target: Path) -> None:
             try:
-                source = _source(entry, store)
+                source = _source(entry, store, session.options)
                 backend = await session.backend(source.uri.scheme)
                 async with files:
                     await _fetch(backend, source, entry, base, target)

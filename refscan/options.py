@@ -110,6 +110,38 @@ class GCSOptions:
 
 
 @dataclass(frozen=True)
+class AzureOptions:
+    """Azure Blob Storage (and Azurite).
+
+    Credentials, first that applies: `connection_string`, `account_key` (with `account_name`, else the name in
+    the account URL), `sas_token`, `credential` (any azure-core credential object, e.g. a TokenCredential),
+    `anonymous`; then AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_ACCOUNT_NAME + AZURE_STORAGE_ACCOUNT_KEY,
+    AZURE_STORAGE_SAS_TOKEN; else DefaultAzureCredential (azure-identity). Keys, SAS tokens and connection
+    strings belong to the configured account; URLs of other accounts use `credential` or
+    DefaultAzureCredential.
+
+    `account_url` is the account `az://container/path` names (default: the connection string's BlobEndpoint or
+    AccountName, else AZURE_STORAGE_ACCOUNT_NAME). `endpoint_url` is an endpoint other than
+    `<account>.blob.core.windows.net` (Azurite, a private endpoint), with the account in its path as in a
+    BlobEndpoint (`http://127.0.0.1:10000/devstoreaccount1`): URLs under it are Azure blobs, and it is the
+    `az://` account when nothing else names one. `versions=False` lists current blobs only (folders then
+    record no versionID). `max_attempts` overrides `Options.retry`; `timeout` bounds each request.
+    """
+
+    account_url: str | None = None
+    endpoint_url: str | None = None
+    connection_string: str | None = field(default=None, repr=False)
+    account_name: str | None = None
+    account_key: str | None = field(default=None, repr=False)
+    sas_token: str | None = field(default=None, repr=False)
+    credential: Any = field(default=None, repr=False)
+    anonymous: bool = False
+    versions: bool = True
+    max_attempts: int | None = None
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
 class HTTPOptions:
     """HTTP(S) references: extra request headers (e.g. Authorization — never logged or recorded),
     a per-request timeout in seconds and a per-host connection limit (64, as many as `Options.concurrency`
@@ -142,3 +174,4 @@ class Options:
     s3: S3Options = field(default_factory=S3Options)
     gcs: GCSOptions = field(default_factory=GCSOptions)
     http: HTTPOptions = field(default_factory=HTTPOptions)
+    azure: AzureOptions = field(default_factory=AzureOptions)

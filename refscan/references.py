@@ -8,6 +8,7 @@ from .backends import Backend
 from .errors import InvalidURI
 from .fingerprint import MULTIPART_ETAG, Fingerprint
 from .manifest import ManifestEntry
+from .options import Options
 from .uri import RefURI
 
 
@@ -21,11 +22,12 @@ class Recorded:
     fingerprint: Fingerprint
 
 
-def recorded(entry: ManifestEntry) -> Recorded:
-    """The entry's ref decoded by its backend; raises `InvalidURI` when it has none or cannot be parsed."""
+def recorded(entry: ManifestEntry, options: Options | None = None) -> Recorded:
+    """The entry's ref decoded by its backend (configured by `options`, default the environment); raises
+    `InvalidURI` when it has none or cannot be parsed."""
     if entry.ref is None:
         raise InvalidURI(f"{entry.path}: entry has no external reference")
-    uri = RefURI.parse(entry.ref)
+    uri = RefURI.parse(entry.ref, options)
     backend = uri.backend
     meta = backend.decode(uri.key, entry.digest, entry.size, entry.extra)
     return Recorded(backend.pin(uri, meta.version), backend, backend.fingerprint(meta))

@@ -103,7 +103,7 @@ class Scanner:
         """Entries for `uri` as they are found. May yield entries before raising `TooManyObjects`. With
         `inventory` (the location of an inventory manifest) objects are read from that inventory instead of
         being looked up or listed."""
-        ref = RefURI.parse(uri)
+        ref = RefURI.parse(uri, self.options)
         limit = DEFAULT_MAX_OBJECTS if max_objects is None else max_objects
         if limit < 0:
             raise ValueError(f"max_objects must be >= 0, got {limit}")

@@ -17,6 +17,7 @@ from .errors import InvalidURI, UnsupportedScheme
 
 if TYPE_CHECKING:
     from .backends.base import Backend
+    from .options import Options
 
 #: The scheme of a reference written as a plain local path.
 LOCAL_SCHEME = "file"
@@ -57,19 +58,27 @@ class RefURI:
     url: str = field(default="", repr=False)  # may hold credentials: never in a repr
 
     @classmethod
-    def parse(cls, text: str) -> RefURI:
-        """Parse `text` with its scheme's backend (no network); raises `InvalidURI` or `UnsupportedScheme`."""
+    def parse(cls, text: str, options: Options | None = None) -> RefURI:
+        """Parse `text` with its scheme's backend (no network); raises `InvalidURI` or `UnsupportedScheme`.
+
+        An http(s) URL goes to the backend that claims it under `options` (default: the environment), e.g. an
+        Azure blob URL to `az`; any other to the HTTP backend. Backends whose URIs depend on configuration
+        (an account, an endpoint) read it from `options`."""
         if not isinstance(text, str) or not text:
             raise InvalidURI("empty reference: expected a URI such as s3://bucket/key, or a local path")
         if "\x00" in text:
             raise InvalidURI("reference contains a NUL byte")
         m = _SCHEME_RE.match(text)
         scheme = LOCAL_SCHEME if m is None or len(m.group(1)) == 1 else m.group(1).lower()
+        if scheme in ("http", "https"):
+            scheme = _owner(text, options) or scheme
         try:
             backend = _backend_class(scheme)
         except UnsupportedScheme as exc:
             raise UnsupportedScheme(f"{exc} (in {shown(text)})") from None
-        return backend.parse_uri(scheme, text)
+        if options is None:
+            return backend.parse_uri(scheme, text)
+        return backend.parse_configured(scheme, text, options)
 
     @property
     def backend(self) -> type[Backend]:
@@ -108,6 +117,14 @@ def _backend_class(scheme: str) -> type[Backend]:
 
         _lookup = backend_class
     return _lookup(scheme)
+
+
+def _owner(url: str, options: Options | None) -> str | None:
+    """The scheme of the backend that claims the http(s) `url` (see `refscan.backends.url_owner`)."""
+    from .backends import url_owner
+    from .options import Options
+
+    return url_owner(url, options if options is not None else Options())
 
 
 _lookup: Callable[[str], type[Backend]] | None = None

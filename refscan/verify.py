@@ -143,7 +143,7 @@ LIST_MIN_ENTRIES = 16
 FolderKey = tuple[str, str, str]  # (scheme, bucket, folder key)
 
 
-def listing_plan(entries: Iterable[ManifestEntry]) -> dict[FolderKey, int]:
+def listing_plan(entries: Iterable[ManifestEntry], options: Options | None = None) -> dict[FolderKey, int]:
     """Folders worth listing instead of a lookup per entry: (scheme, bucket, folder key) → entries under it.
 
     Only backends whose listings carry fingerprints count. Entries are grouped by their ref's parent folder;
@@ -155,7 +155,7 @@ def listing_plan(entries: Iterable[ManifestEntry]) -> dict[FolderKey, int]:
         if entry.ref is None or is_unchecked(entry):
             continue
         try:
-            uri = RefURI.parse(entry.ref)
+            uri = RefURI.parse(entry.ref, options)
         except InvalidURI:
             continue
         if uri.backend.listing_fingerprints:
@@ -219,7 +219,7 @@ class _Verifier:
                 return
 
         async with anyio.create_task_group() as tg:
-            for (scheme, bucket, folder), count in listing_plan(entries).items():
+            for (scheme, bucket, folder), count in listing_plan(entries, self.session.options).items():
                 tg.start_soon(one, scheme, bucket, folder, count)
 
     async def _current(self, backend: Backend, uri: RefURI, vouched: bool) -> ObjectMeta:
@@ -242,7 +242,7 @@ class _Verifier:
         if is_unchecked(entry):
             return _result(entry, "unverifiable", "unchecked", "recorded with checksum=False: nothing to compare")
         try:
-            rec = recorded(entry)
+            rec = recorded(entry, self.session.options)
         except InvalidURI as exc:
             return _result(entry, "error", "error", str(exc))
         if not rec.fingerprint.provable:
@@ -349,7 +349,7 @@ async def averify(
         for folder in rescan:
             async for found in scanner.iter_scan(folder, max_objects=sys.maxsize):
                 if found.ref not in known:
-                    actual = recorded(found).fingerprint
+                    actual = recorded(found, session.options).fingerprint
                     why = f"new under {folder} since the manifest was made"
                     added.append(_result(found, "added", "added", why, None, actual))
     used = None

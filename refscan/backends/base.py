@@ -61,6 +61,12 @@ class Backend(abc.ABC):
         """`text` (whose scheme is `scheme`, lower-cased) as a RefURI; raises `InvalidURI`."""
 
     @classmethod
+    def parse_configured(cls, scheme: str, text: str, options: Options) -> RefURI:
+        """`parse_uri` for URIs whose meaning depends on `options` (an account, an endpoint); backends without
+        such URIs leave it as it is."""
+        return cls.parse_uri(scheme, text)
+
+    @classmethod
     def object_ref(cls, uri: RefURI) -> str:
         """The manifest `ref` of the object `uri` names: no version, no secrets."""
         return f"{uri.scheme}://{uri.bucket}/{uri.key}"

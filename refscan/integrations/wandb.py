@@ -10,8 +10,10 @@ zero-byte S3 files, empty folders, truncation at max_objects, explicit S3 versio
 behaviour wins; docs/wandb.md lists every deliberate difference.
 
 Every call is all-or-nothing: the scan finishes and every new path is checked against the artifact before
-the first entry is added. References refscan cannot read (schemes without a refscan backend, Azure blob
-URLs, entries of other artifacts) are passed to W&B's own `add_reference` unchanged.
+the first entry is added. References refscan cannot read (schemes without a refscan backend, entries of other
+artifacts) are passed to W&B's own `add_reference` unchanged. Azure blob URLs are refscan's (`az` backend):
+their entries carry the fields W&B's Azure handler writes (ref `<account URL>/<container>/<blob>`, digest =
+ETag, `extra.etag`, `extra.versionID`), plus `extra.contentMD5` when the blob has one.
 """
 
 from __future__ import annotations

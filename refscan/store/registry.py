@@ -59,7 +59,7 @@ def _direct_url(entry: ManifestEntry, options: Options) -> str:
     backend says (pinned to the recorded version); the ref itself when it cannot be parsed."""
     assert entry.ref is not None
     try:
-        rec = recorded(entry)
+        rec = recorded(entry, options)
     except InvalidURI:
         return entry.ref
     return rec.backend.direct_url(rec.uri, options)

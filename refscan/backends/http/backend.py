@@ -45,7 +45,6 @@ from ...uri import RefURI, redact, shown
 from ..base import Backend
 from .client import HTTPClient, describe_exception, raise_for_status
 from .headers import (
-    AZURE_BLOB_SUFFIX,
     REPR_DIGEST,
     normalize_etag,
     object_meta,
@@ -119,11 +118,6 @@ class HTTPBackend(Backend):
         return ObjectMeta(
             key=key, size=size, etag=etag, modified=str(modified) if modified else None, hashes=hashes, attrs=attrs
         )
-
-    @classmethod
-    def delegated_to_wandb(cls, uri: str) -> bool:
-        """True for Azure Blob URLs, which W&B's own handler lists as folders (refscan would read one object)."""
-        return (urlsplit(uri).hostname or "").lower().endswith(AZURE_BLOB_SUFFIX)
 
     async def open(self) -> None:
         await self._client.open()

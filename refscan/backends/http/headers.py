@@ -17,7 +17,6 @@ from ...uri import RefURI, redact
 
 #: Fingerprint kind of an RFC 9530 `Repr-Digest` header value.
 REPR_DIGEST = "reprDigest"
-AZURE_BLOB_SUFFIX = ".blob.core.windows.net"
 _CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(?:\d+-\d+|\*)\s*/\s*(\d+|\*)\s*$", re.IGNORECASE)
 
 
