@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers.apps import serve_app_fixture
+from tests.servers.azure import azure_container, azure_options, azurite, no_azure_env
 from tests.servers.gcs import gcs_bucket, gcs_env, gcs_server, gcs_versioned_bucket
 from tests.servers.nginx import nginx_server
 from tests.servers.s3 import s3_bucket, s3_env, s3_server, s3_versioned_bucket
@@ -15,12 +16,16 @@ from tests.servers.seaweed import seaweed_server
 
 __all__ = [
     "anyio_backend",
+    "azure_container",
+    "azure_options",
+    "azurite",
     "bare_env",
     "gcs_bucket",
     "gcs_env",
     "gcs_server",
     "gcs_versioned_bucket",
     "nginx_server",
+    "no_azure_env",
     "s3_bucket",
     "s3_env",
     "s3_server",

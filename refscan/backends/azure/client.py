@@ -90,7 +90,7 @@ def _status(exc: BaseException) -> int | None:
 def _error_code(exc: BaseException) -> str:
     code = getattr(exc, "error_code", None)
     if code:
-        return str(code)
+        return str(getattr(code, "value", code))  # the SDK's StorageErrorCode enum, or a string
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None) or {}
     return str(headers.get("x-ms-error-code") or "")
@@ -114,7 +114,10 @@ def translate(exc: BaseException, target: str, op: str, source: str, *, pinned: 
         if code == "AuthenticationFailed" or status == 401:
             why = f"the credential from {source} was rejected (wrong key, expired or malformed SAS)"
         else:
-            why = f"refused ({code or f'HTTP {status}'}); it needs {_PERMISSION.get(op, 'permission')}"
+            why = (
+                f"refused ({code or f'HTTP {status}'}) with the credential from {source}: it needs "
+                f"{_PERMISSION.get(op, 'permission')}, or the credential is not valid for this account"
+            )
         if source == "AzureOptions.anonymous":
             why += "; the request was anonymous"
         return AccessDenied(f"{target}: {why}")
@@ -128,7 +131,7 @@ def translate(exc: BaseException, target: str, op: str, source: str, *, pinned: 
 def _retryable(exc: Exception) -> bool:
     status = _status(exc)
     if isinstance(exc, (HttpResponseError, StatusError)) and status is not None:
-        return status in RETRY_STATUS
+        return status in RETRY_STATUS or status < 300  # < 300: a body that could not be decoded (cut short)
     return isinstance(exc, (AzureError, Malformed, *TRANSIENT))
 
 
@@ -231,8 +234,12 @@ class AzureClient:
         request = HttpRequest(
             "GET", f"{account}/{quote(container)}", params=params, headers={"x-ms-version": client.api_version}
         )
-        response = await client._client._send_request(request)  # the pipeline's credential and transport policies
-        body = await response.read()
+        # the pipeline's credential and transport policies; streamed, so its content policy does not parse the XML
+        response = await client._client._send_request(request, stream=True)
+        try:
+            body = await response.read()
+        finally:
+            await response.close()
         if response.status_code >= 300:
             raise StatusError(response.status_code, str(response.headers.get("x-ms-error-code") or ""))
         return bytes(body)
