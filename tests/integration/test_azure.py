@@ -51,7 +51,8 @@ def test_azurite_folder_odd_names_stubs_and_sibling_prefix(
         entry = by_path[name.removeprefix("data/")]
         assert entry.ref == f"{azurite.account_url}/{seeded}/{name}"
         assert entry.size == len(name.encode())
-        assert entry.digest == entry.extra["etag"] and '"' not in entry.digest
+        assert entry.digest == entry.extra["etag"]
+        assert '"' not in entry.digest
         assert entry.extra["contentMD5"] == md5_b64(name.encode())
         assert "versionID" not in entry.extra  # Azurite keeps no versions
     assert by_path["empty.txt"].size == 0
@@ -63,7 +64,8 @@ def test_azurite_folder_odd_names_stubs_and_sibling_prefix(
     [one] = refscan.scan(f"az://{seeded}/data/hash#1.txt", options=azure_options)
     assert (one.path, one.ref) == ("hash#1.txt", f"{azurite.account_url}/{seeded}/data/hash#1.txt")
     [named] = refscan.scan(f"{azurite.account_url}/{seeded}/data/what?.txt", name="q/w.txt", options=azure_options)
-    assert named.path == "q/w.txt" and named.size == len(b"data/what?.txt")
+    assert named.path == "q/w.txt"
+    assert named.size == len(b"data/what?.txt")
 
 
 def test_azurite_object_wins_container_root_and_not_found(
@@ -72,7 +74,8 @@ def test_azurite_object_wins_container_root_and_not_found(
     azurite.upload(azure_container, "model", b"the object")
     azurite.upload(azure_container, "model/inner.txt", b"inside")
     [entry] = refscan.scan(f"az://{azure_container}/model", options=azure_options)
-    assert entry.path == "model" and entry.size == len(b"the object")
+    assert entry.path == "model"
+    assert entry.size == len(b"the object")
     root = refscan.scan(f"az://{azure_container}", options=azure_options)
     assert [e.path for e in root] == ["model", "model/inner.txt"]
     with pytest.raises(refscan.NotFound, match="no such object, and no objects under"):
@@ -127,7 +130,7 @@ def test_azurite_wrong_key_is_access_denied(azurite: AzuriteServer, azure_contai
         retry=RetryPolicy(max_attempts=1),
         azure=AzureOptions(endpoint_url=azurite.account_url, account_name="devstoreaccount1", account_key=wrong),
     )
-    with pytest.raises(refscan.AccessDenied, match="credential from AzureOptions.account_key") as info:
+    with pytest.raises(refscan.AccessDenied, match=r"credential from AzureOptions\.account_key") as info:
         refscan.scan(f"az://{azure_container}/k.txt", options=options)
     assert wrong not in str(info.value)
 
@@ -252,7 +255,8 @@ def _headers(vid: str, data: bytes) -> dict[str, str]:
 
 def versions_origin() -> web.Application:
     async def listing(request: web.Request) -> web.Response:
-        assert request.query["comp"] == "list" and "versions" in request.query["include"]
+        assert request.query["comp"] == "list"
+        assert "versions" in request.query["include"]
         prefix = request.query.get("prefix", "")
         blobs = []
         for name, versions in sorted(VERSIONS.items()):
