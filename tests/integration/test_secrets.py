@@ -344,3 +344,52 @@ def test_cli_output_and_debug_logs_never_show_secrets(
     assert leaks(output) == []
     assert any(h.get("X-Amz-Security-Token") == AWS_TOKEN for h in seen)
     assert any(h.get("Authorization", "").startswith("Basic ") for h in seen)
+
+
+# -- Azure: account keys and SAS signatures ----------------------------------------------------------------------
+
+
+def test_azure_account_key_and_sas_never_reach_logs_errors_or_manifests(
+    azurite: Any,
+    azure_container: str,
+    no_azure_env: pytest.MonkeyPatch,
+    debug_logs: list[dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    from refscan import AzureOptions
+    from refscan.demo.servers import AZURITE_ACCOUNT, AZURITE_KEY
+
+    caplog.set_level(logging.DEBUG, logger="azure")  # the SDK's own request logging too
+    azurite.upload(azure_container, "d/x.txt", b"x")
+    sas = generate_container_sas(
+        AZURITE_ACCOUNT,
+        azure_container,
+        account_key=AZURITE_KEY,
+        permission=ContainerSasPermissions(read=True),  # no list: the folder scan fails
+        expiry=datetime.now(timezone.utc) + timedelta(hours=1),
+    )
+    signature = dict(p.split("=", 1) for p in sas.split("&"))["sig"]
+    texts: list[str] = []
+    for options in (
+        Options(azure=AzureOptions(connection_string=azurite.connection_string)),
+        Options(azure=AzureOptions(endpoint_url=azurite.account_url, sas_token=sas)),
+    ):
+        texts.append(repr(options))
+        entries = refscan.scan(f"az://{azure_container}/d/x.txt", options=options)
+        texts.append(Manifest(entries).to_json())
+        texts.append(json.dumps(refscan.verify(entries, deep=True, options=options).to_dict()))
+        with pytest.raises(RefscanError) as info:
+            refscan.scan(f"az://{azure_container}/missing-{len(texts)}/", options=options)
+        texts.extend(error_texts(info.value))
+    with pytest.raises(AccessDenied) as denied:
+        refscan.scan(f"az://{azure_container}/d", options=options)
+    texts.extend(error_texts(denied.value))
+    texts.extend(json.dumps(e, default=str) for e in debug_logs)
+    texts.append(caplog.text)
+    assert any("azure" in r.name for r in caplog.records)  # the SDK's logging was on and captured
+    secrets = (AZURITE_KEY, signature, sas)
+    assert [s for s in secrets if any(s in t for t in texts)] == []
