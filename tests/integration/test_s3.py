@@ -502,9 +502,11 @@ async def test_listing_shapes(s3_server: S3Server, shapes: str, monkeypatch: pyt
         assert len(entries) == len(expected)  # no duplicates
         [event] = [e for e in logs if e["event"] == "s3.list"]
         if prefix == "shape/" and page <= 3:
-            # ListObjectsV2 folders split into key ranges; version listings stay one chain (moto's KeyMarker)
-            assert (event["splits"] >= 1) is (event["mode"] != "versioned")
-            assert event["sequential"] is None  # moto lists in S3's order: no fallback
+            # ListObjectsV2 folders split into key ranges; version listings stay one chain: the walk's probe
+            # sees moto drop the first version after a KeyMarker
+            versioned = event["mode"] == "versioned"
+            assert (event["splits"] >= 1) is not versioned
+            assert event["sequential"] == (listing_mod.MARKERS_INEXACT if versioned else None)
         assert traffic.sends["HeadObject"] == 0
         assert all(k <= page for k in traffic.max_keys)
     # The limit holds on every shape: exactly n objects is fine, n - 1 raises, and never over-asks.

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import structlog
 from boto3.s3.transfer import TransferConfig
 
 import refscan
@@ -286,6 +287,34 @@ def test_versioned_bucket_latest_versions_and_verify(seaweed_server: SeaweedFSSe
     # ... and a new scan sees the new version.
     [now] = refscan.scan(f"s3://{bucket}/v/model.h5", options=o)
     assert (now.digest, now.size, now.extra["versionID"]) == (md5(b"weights v4, after the scan"), 26, new_id)
+
+
+def test_versioned_folder_is_listed_as_concurrent_ranges(seaweed_server: SeaweedFSServer) -> None:
+    """SeaweedFS starts a version listing at a KeyMarker as S3 does, so the walk's probe lets a versioned folder
+    fan out by key range: every latest version once, deleted keys left out, none from the sibling prefix."""
+    server = seaweed_server
+    bucket = server.create_bucket(versioned=True)
+    objects = {f"vf/{i:04d}.bin": f"first {i}".encode() for i in range(2400)}
+    server.put_objects(bucket, objects, workers=8)
+    newer = {k: b"second " + k.encode() for k in list(objects)[::3]}
+    server.put_objects(bucket, newer | {"vf-sibling": b"not me"}, workers=8)
+    c = server.client()
+    for key in list(objects)[1::50]:
+        c.delete_object(Bucket=bucket, Key=key)
+    latest: dict[str, bytes] = {}
+    versions: dict[str, str] = {}
+    for page in c.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix="vf/"):
+        for v in page.get("Versions", []):
+            if v["IsLatest"]:
+                latest[v["Key"]], versions[v["Key"]] = (objects | newer)[v["Key"]], v["VersionId"]
+    assert len(latest) == 2400 - 48
+
+    with structlog.testing.capture_logs() as logs:
+        entries = refscan.scan(f"s3://{bucket}/vf", options=opts(server))
+    assert_exact(entries, expected(bucket, "vf/", latest, versions))
+    [event] = [e for e in logs if e["event"] == "s3.list"]
+    assert (event["mode"], event["sequential"]) == ("versioned", None)
+    assert event["splits"] >= 1
 
 
 def test_multipart_object_etag_and_deep_verify(seaweed_server: SeaweedFSServer, tmp_path: Path) -> None:

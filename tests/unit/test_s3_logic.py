@@ -587,11 +587,18 @@ async def test_head_all_drops_deleted_objects_and_the_first_failure_cancels_the_
 class FakeBucket:
     """A `PageSource` over a list of keys (or versions: (key, version, live), latest first per key) with S3's
     listing semantics, or, with `order="directory"`, a SeaweedFS-like server that lists by path component
-    (`a/b` before `a-c`) and reads StartAfter / KeyMarker in that same order."""
+    (`a/b` before `a-c`) and reads StartAfter / KeyMarker in that same order. `moto_markers`: a KeyMarker alone
+    starts at the first entry at or after it and drops that entry, as moto 5 does."""
 
     def __init__(
-        self, keys: list[str], versions: list[tuple[str, str, bool]] | None = None, *, order: str = "s3"
+        self,
+        keys: list[str],
+        versions: list[tuple[str, str, bool]] | None = None,
+        *,
+        order: str = "s3",
+        moto_markers: bool = False,
     ) -> None:
+        self.moto_markers = moto_markers
         self.sort_key: Any = (lambda k: k.split("/")) if order == "directory" else (lambda k: k)
         self.keys = sorted(keys, key=self.sort_key)
         self.versions = versions
@@ -626,6 +633,8 @@ class FakeBucket:
             marker, version = cursor.key_marker, cursor.version_marker
             if version:
                 start = entries.index(next(e for e in entries if e[0] == marker and e[1] == version)) + 1
+            elif self.moto_markers:
+                start = next((i for i, e in enumerate(entries) if not self._after(marker, e[0])), len(entries)) + 1
             else:
                 start = next((i for i, e in enumerate(entries) if self._after(e[0], marker)), len(entries))
         items = [e for e in entries[start:] if e[0].startswith(prefix)]
@@ -648,6 +657,7 @@ class FakeBucket:
 
 
 async def walk(source: FakeBucket, prefix: str, limit: int, *, versioned: bool = False) -> list[str]:
+    """The keys a fresh walk yields (the marker probe included: each walk is on a bucket not seen before)."""
     return (await walk_with_stats(source, prefix, limit, versioned=versioned))[0]
 
 
@@ -749,9 +759,28 @@ async def test_walk_property_versioned(keys: list[str], page: int, order: str) -
             versions.append((k, "1", True))
     live_latest = sorted({k for k, _, _ in versions if next(e for e in versions if e[0] == k)[2]})  # latest live
     with page_size(page):
-        got = await walk(FakeBucket([], versions, order=order), "v/", 10_000, versioned=True)
-    assert sorted(got) == live_latest
+        for moto in (False, True):
+            got = await walk(FakeBucket([], versions, order=order, moto_markers=moto), "v/", 10_000, versioned=True)
+            assert sorted(got) == live_latest
+            assert len(got) == len(set(got))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("moto", [False, True])
+async def test_versioned_walk_splits_only_where_markers_are_exact(moto: bool) -> None:
+    """A server that starts KeyMarker listings as S3 does gets concurrent ranges; on moto's marker bug (the first
+    version after the marker dropped) the probe sees it and the walk stays one chain, losing nothing."""
+    versions = [(f"v/{i:04d}", str(v), True) for i in range(300) for v in range(1 + (i % 4 == 0), 0, -1)]
+    with page_size(10):
+        bucket = FakeBucket([], versions, moto_markers=moto)
+        got, walker = await walk_with_stats(bucket, "v/", 10_000, versioned=True)
+    assert sorted(got) == sorted({k for k, _, _ in versions})
     assert len(got) == len(set(got))
+    assert walker.markers_exact is (not moto)
+    assert (walker.splits > 0) is (not moto)
+    assert (walker.fallback is not None) is moto
+    probes = [r for r in bucket.requests if r["max_keys"] == 1]
+    assert len(probes) == 1
 
 
 def test_broken_rule_names_what_the_server_did() -> None:

@@ -110,6 +110,7 @@ def head_meta(key: str, resp: Mapping[str, Any]) -> ObjectMeta:
 class _BucketState:
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     mode: str | None = None  # "versioned" | "unversioned" | "denied"
+    markers_exact: bool | None = None  # ListObjectVersions starts at a KeyMarker as S3 does (Walk.check_markers)
 
 
 class S3Backend(BucketBackend):
@@ -305,10 +306,15 @@ class S3Backend(BucketBackend):
         started = time.perf_counter()
         mode = await self.versioning(folder.bucket)
         versioned = mode == "versioned"
-        # ListObjectVersions positions (KeyMarker alone) are kept as one chain: moto, the S3 emulator, drops the
-        # first version at or after such a marker, a loss no page shows. ListObjectsV2's StartAfter is exact.
-        split = self.options.s3.parallel_listing and not versioned
-        walk = Walk(self, folder.bucket, versioned=versioned, limit=limit, split=split)
+        state = self._buckets[folder.bucket]
+        walk = Walk(
+            self,
+            folder.bucket,
+            versioned=versioned,
+            limit=limit,
+            split=self.options.s3.parallel_listing,
+            markers_exact=state.markers_exact,
+        )
         total = heads = 0
         async for found in walk.rounds(folder.key):
             objects = found
@@ -319,6 +325,7 @@ class S3Backend(BucketBackend):
             total += len(objects)
             for start in range(0, len(objects), BATCH):
                 yield objects[start : start + BATCH]
+        state.markers_exact = walk.markers_exact
         logger().debug(
             "s3.list",
             bucket=folder.bucket,

@@ -14,6 +14,9 @@ A folder is listed as concurrent key ranges, not as one chain of sequential page
    makes the walk fall back, once, to what is still exact: the server's own continuation tokens in one chain,
    from the start, dropping the keys already yielded (they are remembered up to `SEEN_LIMIT`; past that the
    walk raises rather than guess). The fallback is logged once per walk.
+   ListObjectVersions positions (`KeyMarker` alone) are trusted only once a probe shows the server starts
+   them where S3 does (`Walk.check_markers`): moto drops the first version after such a marker, a loss no page
+   shows, so there a versioned folder stays one chain.
 4. Requests in flight are bounded by the backend's limiter, held only around each single request (inside the
    `PageSource`). A shared budget bounds the objects: the MaxKeys of all requests in flight plus the objects
    already kept never exceed `limit`, and the walk stops as soon as `limit` are kept. (Pages may read keys
@@ -26,6 +29,7 @@ however large the folder. No task group stays open across a `yield` (the caller 
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -55,6 +59,8 @@ SPAN_PAGES = 64
 FIRST_PART = 2
 #: A part that has listed this many full pages is split again.
 SPLIT_AFTER = 4
+#: Why a versioned walk stays one chain on a server failing `Walk.check_markers`.
+MARKERS_INEXACT = "the server does not start version listings at a KeyMarker as S3 does"
 #: Keys remembered for a fallback to one chain (about 100 bytes each); past it a disorder raises.
 SEEN_LIMIT = 250_000
 
@@ -240,7 +246,16 @@ def broken_rule(prefix: str, after: str | None, page: Page) -> str:
 class Walk:
     """One folder listing: concurrent key ranges, budgeted, checked, streamed in rounds (module docstring)."""
 
-    def __init__(self, source: PageSource, bucket: str, *, versioned: bool, limit: int, split: bool = True) -> None:
+    def __init__(
+        self,
+        source: PageSource,
+        bucket: str,
+        *,
+        versioned: bool,
+        limit: int,
+        split: bool = True,
+        markers_exact: bool | None = None,
+    ) -> None:
         self.source = source
         self.bucket = bucket
         self.versioned = versioned
@@ -255,6 +270,8 @@ class Walk:
         self.live = 0  # parts queued or in flight, not yet finished
         self.seen: set[str] | None = set() if split else None  # keys yielded, for a fallback not to repeat them
         self.skip: set[str] = set()  # after a fallback: keys yielded before it
+        #: Whether the server starts a versioned listing at a KeyMarker alone as S3 does (None: not probed yet).
+        self.markers_exact = markers_exact
 
     async def rounds(self, prefix: str) -> AsyncIterator[list[ObjectMeta]]:
         """The live objects under `prefix`, one batch per round. A round requests one page for each of up to
@@ -341,11 +358,36 @@ class Walk:
             self.budget.settle(size, len(kept))
         found.extend(kept)
         last = page.keys[-1] if page.keys else None
+        if self.versioned and self.split and page.next is not None and not await self.check_markers(prefix, page):
+            self.split, self.fallback = False, MARKERS_INEXACT  # one chain of the server's own markers
         if page.next is not None and not (part.end is not None and last is not None and last > part.end):
             self._continue(prefix, Part(page.next, last, part.end, part.pages + 1), page)
         else:
             self.live -= 1
         return not self.budget.full
+
+    async def check_markers(self, prefix: str, page: Page) -> bool:
+        """Whether the server starts a ListObjectVersions at a KeyMarker alone as S3 does: at the first key
+        after it. One request (MaxKeys=1) from a name strictly between two keys of `page`, expecting the second
+        key's latest version (moto lists the version after it instead); the backend keeps the answer per bucket."""
+        if self.markers_exact is not None:
+            return self.markers_exact
+        keys = page.keys
+        for meta in page.objects:
+            i = bisect.bisect_left(keys, meta.key)
+            if i == 0 or meta.version is None or not keys[i - 1] + " " < meta.key:
+                continue
+            marker = keys[i - 1] + " "  # after the previous key, before this one
+            probe = await self.source.page(
+                self.bucket, prefix, cursor=Cursor(key_marker=marker), max_keys=1, versioned=True, end=None
+            )
+            self.requests += 1
+            first = probe.objects[0] if probe.objects else None
+            self.markers_exact = probe.keys[:1] == [meta.key] and first is not None and first.version == meta.version
+            if not self.markers_exact:
+                self._stop_splitting(prefix, MARKERS_INEXACT)
+            return self.markers_exact
+        return False  # no two keys to probe between: one chain, and probe again on the next walk
 
     @staticmethod
     def _sized(prefix: str, part: Part, sample: list[str]) -> Part:
