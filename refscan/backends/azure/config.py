@@ -114,13 +114,7 @@ def configured(options: AzureOptions) -> Configured:
     name = options.account_name or _name_in(account_url)
     secrets = replace(Configured(account_url, endpoints, "DefaultAzureCredential"), account_name=name)
     if option_settings:
-        return replace(
-            secrets,
-            source="AzureOptions.connection_string",
-            account_name=option_settings.get("accountname") or name,
-            account_key=option_settings.get("accountkey"),
-            sas_token=option_settings.get("sharedaccesssignature"),
-        )
+        return _from_settings(secrets, "AzureOptions.connection_string", option_settings)
     if options.account_key:
         return replace(secrets, source="AzureOptions.account_key", account_key=options.account_key)
     if options.sas_token:
@@ -130,13 +124,7 @@ def configured(options: AzureOptions) -> Configured:
     if options.anonymous:
         return replace(secrets, source="AzureOptions.anonymous", anonymous=True)
     if env_settings.get("accountkey") or env_settings.get("sharedaccesssignature"):
-        return replace(
-            secrets,
-            source="AZURE_STORAGE_CONNECTION_STRING",
-            account_name=env_settings.get("accountname") or name,
-            account_key=env_settings.get("accountkey"),
-            sas_token=env_settings.get("sharedaccesssignature"),
-        )
+        return _from_settings(secrets, "AZURE_STORAGE_CONNECTION_STRING", env_settings)
     if env_name and env.get("AZURE_STORAGE_ACCOUNT_KEY"):
         return replace(
             secrets,
@@ -147,6 +135,17 @@ def configured(options: AzureOptions) -> Configured:
     if env.get("AZURE_STORAGE_SAS_TOKEN"):
         return replace(secrets, source="AZURE_STORAGE_SAS_TOKEN", sas_token=env["AZURE_STORAGE_SAS_TOKEN"])
     return secrets
+
+
+def _from_settings(base: Configured, source: str, settings: dict[str, str]) -> Configured:
+    """`base` with the account name, key and SAS of a connection string."""
+    return replace(
+        base,
+        source=source,
+        account_name=settings.get("accountname") or base.account_name,
+        account_key=settings.get("accountkey"),
+        sas_token=settings.get("sharedaccesssignature"),
+    )
 
 
 def _under(url: str, endpoint: str) -> bool:
