@@ -135,15 +135,21 @@ async def list_range(
         want = min(page_size, limit - len(found))
         if want <= 0:
             break
-        items, token = await source.page(bucket, prefix, cursor, want + (cursor.skip is not None))
+        relists = cursor.skip is not None and cursor.token is None  # startOffset is inclusive
+        items, token = await source.page(bucket, prefix, cursor, want + relists)
         if token is not None and token == cursor.token:
             raise _Failure(None, "objects.list returned the same page token twice")
         names = [str(item.get("name", "")) for item in items]
-        found.extend(
+        kept = [
             item
             for item in items
             if item.get("name") != cursor.skip and not is_folder_marker(str(item.get("name", "")), item.get("size"))
-        )
+        ]
+        if len(kept) > limit - len(found):  # the re-listed name was gone: one more than asked for
+            found.extend(kept[: limit - len(found)])
+            cut = str(found[-1]["name"])
+            return found, KeyRange(start=cut, end=rng.end, skip=cut), names
+        found.extend(kept)
         if token is None:
             return found, None, names
         last = names[-1] if names else cursor.start

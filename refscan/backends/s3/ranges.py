@@ -15,7 +15,8 @@ from dataclasses import replace
 
 from ...meta import ObjectMeta
 from ..keyspace import KeyRange, RangeListing, split_points
-from .listing import PAGE, Cursor, Page, PageSource, broken_rule, probe_markers
+from . import listing
+from .listing import Cursor, Page, PageSource, broken_rule, probe_markers
 
 
 def _cursor(rng: KeyRange, versioned: bool) -> Cursor | None:
@@ -51,7 +52,7 @@ async def list_range(
     page: Page | None = None
     disorder = None
     for _ in range(pages):
-        want = min(PAGE, limit - len(objects))
+        want = min(listing.PAGE, limit - len(objects))
         if want <= 0:
             break
         page = await source.page(bucket, prefix, cursor=cursor, max_keys=want, versioned=versioned, end=rng.end)
