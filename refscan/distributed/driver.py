@@ -27,10 +27,11 @@ import anyio
 from ..backends import backend_class
 from ..backends.keyspace import KeyRange
 from ..errors import BackendError
+from ..events import logger
 from ..manifest import ManifestEntry
 from ..options import Options
 from ..scan import ScanRequest, empty_folder, object_limit, too_many
-from ..uri import RefURI
+from ..uri import RefURI, redact
 from ..verify import VerifyResult
 from .checkpoint import Checkpoint, work_fingerprint
 from .executors import Executor
@@ -273,6 +274,7 @@ class ScanJob:
                 f"{uri}: the store does not list keys in S3's order ({disorder}) and more than {SEEN_LIMIT} "
                 "objects were already listed in parallel; list it sequentially with S3Options(parallel_listing=False)"
             )
+        logger().warning("scan.sequential", uri=redact(uri), reason=disorder)
         dropped = [u for u, unit, _ in self.pending if unit.request == request]
         st.skip, st.split, st.whole, st.epoch = set(st.seen), False, True, st.epoch + 1
         st.active = 0
