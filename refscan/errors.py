@@ -86,3 +86,7 @@ class InvalidInventory(RefscanError, ValueError):
 
 class InvalidSource(RefscanError, ValueError):
     """Text that names neither a manifest file nor a store version (`NAME:VER`)."""
+
+
+class CheckpointError(RefscanError, ValueError):
+    """A checkpoint folder that is not a refscan checkpoint, is damaged, or belongs to other work."""

@@ -26,6 +26,7 @@ from .sync import synchronous
 from .uri import RefURI, redact
 
 if TYPE_CHECKING:
+    from .distributed import Executor
     from .inventory import Inventory
 
 DEFAULT_MAX_OBJECTS = 10_000
@@ -47,7 +48,31 @@ def _entry(backend: type[Backend], uri: RefURI, path: str, meta: ObjectMeta) -> 
     return ManifestEntry(path=path, digest=digest, ref=backend.entry_ref(uri, meta), size=meta.size, extra=extra)
 
 
-def _unchecked_entry(uri: RefURI, text: str, name: str | None) -> ManifestEntry:
+def folder_entry(backend: type[Backend], folder: RefURI, meta: ObjectMeta, name: str | None) -> ManifestEntry:
+    """The entry of object `meta` found under `folder`, named as a folder scan with `name` names it."""
+    return _entry(backend, folder, folder_entry_path(folder, meta.key, name), meta)
+
+
+def object_limit(max_objects: int | None) -> int:
+    """The folder limit `max_objects` means (None: the default); negative raises `ValueError`."""
+    limit = DEFAULT_MAX_OBJECTS if max_objects is None else max_objects
+    if limit < 0:
+        raise ValueError(f"max_objects must be >= 0, got {limit}")
+    return limit
+
+
+def too_many(limit: int, folder: RefURI) -> TooManyObjects:
+    return TooManyObjects(
+        f"Exceeded {limit} objects under {folder}: nothing was added. "
+        f"Raise the limit with max_objects= (CLI: --max-objects) or reference a narrower prefix."
+    )
+
+
+def empty_folder(ref: RefURI) -> NotFound:
+    return NotFound(f"{ref}: no such object, and no objects under {ref.folder()}")
+
+
+def unchecked_entry(uri: RefURI, text: str, name: str | None) -> ManifestEntry:
     """`checksum=False`: no network; ref = digest = the URI as given (secrets redacted)."""
     path = object_path(uri, name)
     ref = redact(text)
@@ -91,6 +116,28 @@ class Scanner:
         """The inventories this scanner read (location, creation time, bucket), in the order first opened."""
         return [inventory.describe() for inventory in self._inventories.values()]
 
+    async def source(self, ref: RefURI, inventory: str | None) -> Backend | Inventory:
+        """Where the objects of `ref` are looked up: its open backend, or the inventory at `inventory`."""
+        return await self.session.backend(ref.scheme) if inventory is None else await self.inventory(inventory)
+
+    @staticmethod
+    async def lookup(ref: RefURI, name: str | None, source: Backend | Inventory) -> ManifestEntry | None:
+        """The entry of the single object `ref` names, or None when it names a folder to list: a URI that
+        is not folder-shaped is the object when it exists (the object wins over a folder of that name), a
+        pinned version or a backend without folders must exist (`NotFound`)."""
+        kind = ref.backend
+        # without folders a URI is one object: its name must be known before any request
+        path = None if kind.folders else object_path(ref, name)
+        if ref.is_folder:
+            return None
+        try:
+            meta = await source.stat(ref)
+        except NotFound:
+            if not kind.folders or ref.version is not None:
+                raise
+            return None
+        return _entry(kind, ref, path or object_path(ref, name), meta)
+
     async def iter_scan(
         self,
         uri: str,
@@ -104,43 +151,30 @@ class Scanner:
         `inventory` (the location of an inventory manifest) objects are read from that inventory instead of
         being looked up or listed."""
         ref = RefURI.parse(uri, self.options)
-        limit = DEFAULT_MAX_OBJECTS if max_objects is None else max_objects
-        if limit < 0:
-            raise ValueError(f"max_objects must be >= 0, got {limit}")
+        limit = object_limit(max_objects)
         if not checksum:
-            yield _unchecked_entry(ref, uri, name)
+            yield unchecked_entry(ref, uri, name)
             return
         kind = ref.backend
-        # without folders a URI is one object: its name must be known before any request
-        path = None if kind.folders else object_path(ref, name)
-        source: Backend | Inventory
-        source = await self.session.backend(ref.scheme) if inventory is None else await self.inventory(inventory)
+        source = await self.source(ref, inventory)
         log = logger().bind(uri=str(ref))
         started = time.perf_counter()
-        if not ref.is_folder:
-            try:
-                meta = await source.stat(ref)
-            except NotFound:
-                if not kind.folders or ref.version is not None:
-                    raise
-            else:
-                log.debug("scan.object", elapsed=round(time.perf_counter() - started, 4))
-                yield _entry(kind, ref, path or object_path(ref, name), meta)
-                return
+        found = await self.lookup(ref, name, source)
+        if found is not None:
+            log.debug("scan.object", elapsed=round(time.perf_counter() - started, 4))
+            yield found
+            return
         folder = ref.folder()
         count = 0
         async with aclosing(source.list(folder, limit + 1)) as batches:  # closed here, even when abandoned
             async for batch in batches:
                 count += len(batch)
                 if count > limit:
-                    raise TooManyObjects(
-                        f"Exceeded {limit} objects under {folder}: nothing was added. "
-                        f"Raise the limit with max_objects= (CLI: --max-objects) or reference a narrower prefix."
-                    )
+                    raise too_many(limit, folder)
                 for meta in batch:
-                    yield _entry(kind, folder, folder_entry_path(folder, meta.key, name), meta)
+                    yield folder_entry(kind, folder, meta, name)
         if count == 0:
-            raise NotFound(f"{ref}: no such object, and no objects under {folder}")
+            raise empty_folder(ref)
         log.debug("scan.folder", objects=count, elapsed=round(time.perf_counter() - started, 4))
 
     async def scan(
@@ -208,9 +242,18 @@ async def ascan(
     max_objects: int | None = None,
     options: Options | None = None,
     inventory: str | None = None,
+    executor: Executor | None = None,
+    checkpoint: str | None = None,
 ) -> list[ManifestEntry]:
     """The entries for `uri`, sorted by path (see `Scanner.scan`); from the inventory whose manifest is at
-    `inventory` instead of listing, when given."""
+    `inventory` instead of listing, when given. With an `executor` (`refscan.distributed.RayExecutor`, ...)
+    or a `checkpoint` folder the work is planned as units, run there and, with a checkpoint, resumable."""
+    if executor is not None or checkpoint is not None:
+        from .distributed import scan_all
+
+        request = ScanRequest(uri, name, checksum, max_objects, inventory)
+        [entries] = await scan_all([request], options=options, executor=executor, checkpoint=checkpoint)
+        return entries
     async with Scanner(options) as scanner:
         return await scanner.scan(uri, name=name, checksum=checksum, max_objects=max_objects, inventory=inventory)
 

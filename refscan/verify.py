@@ -30,6 +30,7 @@ from .sync import synchronous
 from .uri import RefURI
 
 if TYPE_CHECKING:
+    from .distributed import Executor
     from .inventory import Index, Inventory
 
 Status = Literal["ok", "changed", "missing", "unverifiable", "error", "added"]
@@ -315,6 +316,7 @@ async def averify(
     rescan: Iterable[str] = (),
     on_result: Callable[[VerifyResult], None] | None = None,
     inventory: str | None = None,
+    executor: Executor | None = None,
 ) -> VerifyReport:
     """Verify every entry of `source` (a Manifest, a store version, entries, or a manifest JSON path); one
     result per entry, checked concurrently by a bounded pool of workers.
@@ -326,8 +328,23 @@ async def averify(
     `rescan`: folder URIs to list again; each object found there whose ref is not in the manifest gives a
     result with status `added` (path as a plain scan of that folder names it), like `dvc status`.
     `on_result` is called with each result as it is known (progress).
+
+    `executor` (`refscan.distributed.RayExecutor`, ...): the entries are verified in shards there (not with
+    `inventory` or `rescan`).
     """
     entries = list(as_manifest(source))
+    if executor is not None:
+        if inventory is not None or tuple(rescan):
+            raise ValueError("verify with an executor takes neither inventory nor rescan")
+        from .distributed import verify_all
+
+        def each(batch: list[VerifyResult]) -> None:
+            for result in batch:
+                if on_result is not None:
+                    on_result(result)
+
+        done = await verify_all(entries, deep=deep, options=options, executor=executor, on_results=each)
+        return VerifyReport(tuple(done))
     results: list[VerifyResult | None] = [None] * len(entries)
     added: list[VerifyResult] = []
     async with Session(options) as session, Scanner(session=session) as scanner:

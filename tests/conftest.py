@@ -38,6 +38,7 @@ __all__ = [
 def pytest_configure(config: pytest.Config) -> None:
     # Also declared in pyproject.toml; registering here keeps --strict-markers happy if run elsewhere.
     config.addinivalue_line("markers", "integration: needs a real server started by the fixtures")
+    config.addinivalue_line("markers", "ray: runs on a local Ray (pytest -m ray runs them alone)")
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,9 @@ inside `async with Backend(options, limiter) as backend:`; `limiter` is held onl
 from __future__ import annotations
 
 import abc
+import builtins
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar
 
@@ -23,6 +24,7 @@ from ..fingerprint import ETAG, VERSION, WEAK_ETAG, Fingerprint
 from ..meta import ObjectMeta
 from ..options import Options
 from ..uri import RefURI, shown
+from .keyspace import KeyRange, RangeListing
 
 _BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,221}$")
 
@@ -42,12 +44,15 @@ class Backend(abc.ABC):
     - `versioned`: `ObjectMeta.version` pins immutable bytes (S3 version ids, GCS generations).
     - `listing_fingerprints`: a listing carries each object's fingerprint, so verify lists a busy folder once
       instead of a lookup per entry.
+    - `ranged`: a folder can be listed as `KeyRange`s planned on one machine and listed on others
+      (`list_range`, `split_range`): scale-out and checkpoints.
     """
 
     schemes: ClassVar[tuple[str, ...]]
     folders: ClassVar[bool] = True
     versioned: ClassVar[bool] = False
     listing_fingerprints: ClassVar[bool] = False
+    ranged: ClassVar[bool] = False
 
     def __init__(self, options: Options, limiter: anyio.CapacityLimiter) -> None:
         self.options = options
@@ -164,6 +169,18 @@ class Backend(abc.ABC):
         bucket raises `NotFound`. Only backends with `folders` implement it.
         """
         raise InvalidURI(f"{folder}: {folder.scheme} references name a single object and are never expanded")
+
+    async def list_range(self, folder: RefURI, rng: KeyRange, limit: int, pages: int) -> RangeListing:
+        """One step through `rng` of `folder`: at most `pages` listing pages in one chain, at most `limit`
+        objects, what is left as `RangeListing.rest` (same folder semantics and markers as `list`; a store
+        breaking the key order is reported in `RangeListing.disorder`). Only `ranged` backends implement it."""
+        raise NotImplementedError(f"{type(self).__name__} does not list key ranges")
+
+    @classmethod
+    def split_range(cls, folder: RefURI, rng: KeyRange, sample: Sequence[str], parts: int) -> builtins.list[KeyRange]:
+        """Up to `parts` ranges that together cover exactly `rng` (the rest of a range whose last page had the
+        keys `sample`); `[rng]` when no useful split is seen. No I/O."""
+        return [rng]
 
     @abc.abstractmethod
     def read(self, uri: RefURI) -> AsyncIterator[bytes]:

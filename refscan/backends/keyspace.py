@@ -9,6 +9,38 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..meta import ObjectMeta
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """A slice of one folder's listing, in its backend's own positions (plain strings: it is planned on one
+    machine, listed on another and kept in checkpoints): `start` and `end` bound the keys (which bound is
+    inclusive is the backend's convention), `skip` is a key already produced that the listing may return
+    again at `start`, `resume` the store's own continuation inside the slice (opaque). `KeyRange()` is the
+    whole folder."""
+
+    start: str | None = None
+    end: str | None = None
+    skip: str | None = None
+    resume: str | None = None
+
+
+@dataclass
+class RangeListing:
+    """One step through a `KeyRange`: the live `objects` found, the `rest` of the range still to list (None:
+    the range is done), the last page's keys (`sample`, to split `rest` by), whether `rest` may be split (the
+    store's positions proved exact), and `disorder`: how the store broke the key order positions rely on
+    (then only a listing of the whole folder as one unsplit chain is exact)."""
+
+    objects: list[ObjectMeta]
+    rest: KeyRange | None
+    sample: list[str] = field(default_factory=list)
+    splittable: bool = True
+    disorder: str | None = None
+
 
 #: split ranges grow by this factor: parts hold ~1, 4, 16, ... sample-widths of names (see `split_points`)
 GROWTH = 4

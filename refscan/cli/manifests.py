@@ -12,6 +12,7 @@ from ..sync import run_sync
 from ..verify import averify
 from .context import Context
 from .render import echo_json, print_verify_results
+from .scaleout import executor_from, ray_options
 
 
 @click.command()
@@ -22,6 +23,7 @@ from .render import echo_json, print_verify_results
 @click.option("--all", "show_all", is_flag=True, help="List ok entries too.")
 @click.option("--rescan", multiple=True, metavar="URI", help="List this folder again and report objects added.")
 @click.option("--inventory", metavar="INV", help="Check entries against this newer inventory (manifest URI or path).")
+@ray_options
 @click.pass_obj
 def verify(
     obj: Context,
@@ -32,6 +34,9 @@ def verify(
     show_all: bool,
     rescan: tuple[str, ...],
     inventory: str | None,
+    ray: bool,
+    ray_address: str | None,
+    ray_workers: int | None,
 ) -> None:
     """Check that referenced objects are still exactly there.
 
@@ -39,6 +44,9 @@ def verify(
     checked, or (with --rescan) was added. With --inventory, entries the inventory vouches for are checked
     against its rows without a request each; the others are looked up live."""
     manifest, _ = obj.source(source)
+    executor = executor_from(ray, ray_address, ray_workers)
+    if executor is not None and (rescan or inventory is not None):
+        raise click.UsageError("--ray does not combine with --rescan or --inventory")
     with obj.progress("verified", total=len(manifest)) as advance:
         report = run_sync(
             lambda: averify(
@@ -48,6 +56,7 @@ def verify(
                 rescan=rescan,
                 on_result=lambda r: advance(1),
                 inventory=inventory,
+                executor=executor,
             )
         )
     if report.inventory is not None:

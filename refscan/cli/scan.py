@@ -7,16 +7,35 @@ from typing import Any
 
 import click
 
+from ..distributed import Executor, run_scan
 from ..manifest import Manifest, ManifestEntry
 from ..scan import Scanner, ScanRequest
 from ..sync import run_sync
 from .context import Context
 from .render import entries_table, jsonl_line, open_output, render
+from .scaleout import executor_from, ray_options
 
 
-def scan_into(obj: Context, requests: Sequence[ScanRequest], sink: Callable[[ManifestEntry], object]) -> None:
+def scan_into(
+    obj: Context,
+    requests: Sequence[ScanRequest],
+    sink: Callable[[ManifestEntry], object],
+    executor: Executor | None = None,
+    checkpoint: str | None = None,
+) -> None:
     """Scan each request in turn with one scanner, passing entries to `sink` as they arrive (so `jsonl`
-    streams in constant memory), with an "objects scanned" counter on stderr."""
+    streams in constant memory), with an "objects scanned" counter on stderr. With an `executor` or a
+    `checkpoint` folder the work is planned as units (`refscan.distributed`): entries arrive in no order."""
+    if executor is not None or checkpoint is not None:
+        with obj.progress("objects scanned") as advance:
+
+            def each(request: int, entries: list[ManifestEntry]) -> None:
+                for entry in entries:
+                    sink(entry)
+                advance(len(entries))
+
+            run_sync(lambda: run_scan(requests, each, options=obj.options, executor=executor, checkpoint=checkpoint))
+        return
 
     async def run() -> None:
         async with Scanner(obj.options) as scanner:
@@ -49,6 +68,8 @@ INVENTORY_HELP = "Read objects from this inventory (manifest URI or path) instea
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE instead of stdout.")
 @click.option("--format", "fmt", type=click.Choice(["json", "jsonl", "table"]), default="json", show_default=True)
 @click.option("--inventory", metavar="INV", help=INVENTORY_HELP)
+@click.option("--checkpoint", metavar="DIR", help="Record progress in DIR; rerun the same command to resume.")
+@ray_options
 @click.pass_obj
 def scan(
     obj: Context,
@@ -59,6 +80,10 @@ def scan(
     output: str | None,
     fmt: str,
     inventory: str | None,
+    checkpoint: str | None,
+    ray: bool,
+    ray_address: str | None,
+    ray_workers: int | None,
 ) -> None:
     """Scan references into a manifest.
 
@@ -66,12 +91,13 @@ def scan(
     if name is not None and len(uris) > 1:
         raise click.UsageError("--name needs exactly one URI")
     requests = [ScanRequest(u, name, not no_checksum, max_objects, inventory) for u in uris]
+    executor = executor_from(ray, ray_address, ray_workers)
     if fmt == "jsonl":  # streamed: constant memory for millions of entries
         with open_output(output) as out:
-            scan_into(obj, requests, lambda e: out.write(jsonl_line(e)))
+            scan_into(obj, requests, lambda e: out.write(jsonl_line(e)), executor, checkpoint)
         return
     manifest = Manifest()
-    scan_into(obj, requests, manifest.add)
+    scan_into(obj, requests, manifest.add, executor, checkpoint)
     if fmt == "json":
         text = manifest.to_json()
     else:

@@ -32,6 +32,9 @@ from refscan.backends.gcs.client import (
     _translate,
 )
 from refscan.backends.gcs.listing import Page, _Range, list_items, split_points
+from refscan.backends.gcs.listing import list_range as gcs_list_range
+from refscan.backends.gcs.listing import split_range as gcs_split_range
+from refscan.backends.keyspace import KeyRange
 from refscan.errors import AccessDenied, BackendError, NotFound
 from refscan.fingerprint import Match, compare
 from refscan.meta import ObjectMeta
@@ -539,3 +542,38 @@ async def test_json_requests_ask_for_compact_trimmed_json() -> None:
     assert (listing["prettyPrint"], listing["fields"], listing["maxResults"]) == ("false", LIST_FIELDS, "1000")
     assert "prettyPrint" not in media
     assert media["alt"] == "media"
+
+
+# -- key ranges for scale-out (listing.list_range / split_range), driven as the distributed driver drives them --
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("parts", [1, 3, 8])
+async def test_key_ranges_partition_the_folder(layout: str, parts: int) -> None:
+    objects = {**LAYOUTS[layout], "data/": 0, "data2/x": 1, "dat": 1, "data/sub/": 0}
+    r = MemoryGCS(objects, page_size=100)
+    todo, found, splits = [KeyRange()], [], 0
+    while todo:
+        rng = todo.pop(0)
+        items, rest, names = await gcs_list_range(r, "b", "data/", rng, 10_000, 3, page_size=100)
+        found += [str(i["name"]) for i in items]
+        if rest is not None:
+            pieces = gcs_split_range("data/", rest, names, parts)
+            splits += len(pieces) > 1
+            todo += pieces
+    assert sorted(found) == expected(objects, "data/")
+    assert len(found) == len(set(found))
+    assert (splits > 0) is (parts > 1)
+
+
+@pytest.mark.anyio
+async def test_a_key_range_step_stops_at_its_limit_and_resumes_exactly() -> None:
+    objects = {f"data/{i:04d}": 1 for i in range(250)}
+    r = MemoryGCS(objects, page_size=100)
+    items, rest, _ = await gcs_list_range(r, "b", "data/", KeyRange(), 130, 5, page_size=100)
+    assert len(items) == 130
+    assert rest is not None
+    more, end, _ = await gcs_list_range(r, "b", "data/", rest, 1000, 5, page_size=100)
+    assert end is None
+    assert [i["name"] for i in items + more] == sorted(objects)

@@ -25,8 +25,10 @@ from hypothesis import strategies as st
 
 from refscan import AccessDenied, BackendError, InvalidURI, NotFound, Options, RefURI, S3Options
 from refscan.backends.base import is_folder_marker
+from refscan.backends.keyspace import KeyRange
 from refscan.backends.s3 import S3Backend, xmlpages
 from refscan.backends.s3 import listing as listing_mod
+from refscan.backends.s3 import ranges as s3_ranges
 from refscan.backends.s3.backend import head_meta
 from refscan.backends.s3.client import (
     S3Client,
@@ -905,3 +907,62 @@ def test_a_good_listing_body_is_parsed_once() -> None:
     xmlpages.before_parse(Model(), response, custom)
     assert response == {"status_code": 200, "body": b""}  # botocore's generic parser gets nothing to do
     assert len(custom["Contents"]) == 2
+
+
+# -- key ranges for scale-out (backends/s3/ranges.py), driven as the distributed driver drives them -----------
+
+
+async def list_by_ranges(
+    source: FakeBucket, prefix: str, *, versioned: bool, parts: int, pages: int = 2
+) -> tuple[list[str], list[str | None], int]:
+    """Every key found listing `prefix` as KeyRanges: each step `pages` pages, each rest split into `parts`.
+    Returns the keys, the disorders reported and how many steps were split."""
+    todo, found, disorders, splits = [KeyRange()], [], [], 0
+    markers: bool | None = None
+    while todo:
+        rng = todo.pop(0)
+        step, markers = await s3_ranges.list_range(
+            source, "b", prefix, rng, 10_000, pages, versioned=versioned, markers_exact=markers
+        )
+        found += [m.key for m in step.objects]
+        disorders.append(step.disorder)
+        if step.rest is not None:
+            pieces = s3_ranges.split_range(prefix, step.rest, step.sample, parts) if step.splittable else [step.rest]
+            splits += len(pieces) > 1
+            todo += pieces
+    return found, disorders, splits
+
+
+@pytest.mark.anyio
+@settings(max_examples=60, deadline=None)
+@given(keys=KEYS, page=st.integers(1, 6), parts=st.integers(1, 5))
+async def test_key_ranges_partition_the_folder(keys: list[str], page: int, parts: int) -> None:
+    """Random key sets split into random numbers of ranges, rests split again: every object once."""
+    keys = [f"p/{k}" for k in keys] + ["p-sibling", "q/outside"]
+    expected = sorted(k for k in keys if k.startswith("p/") and not is_folder_marker(k, int(not k.endswith("/"))))
+    with page_size(page):
+        got, disorders, _ = await list_by_ranges(FakeBucket(keys), "p/", versioned=False, parts=parts)
+    assert sorted(got) == expected
+    assert disorders == [None] * len(disorders)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("moto", [False, True])
+async def test_versioned_key_ranges_split_only_where_markers_are_exact(moto: bool) -> None:
+    versions = [(f"v/{i:04d}", str(v), True) for i in range(200) for v in range(1 + (i % 3 == 0), 0, -1)]
+    with page_size(10):
+        got, _, splits = await list_by_ranges(
+            FakeBucket([], versions, moto_markers=moto), "v/", versioned=True, parts=4
+        )
+    assert sorted(got) == sorted({k for k, _, _ in versions})
+    assert len(got) == len(set(got))
+    assert (splits > 0) is (not moto)
+
+
+@pytest.mark.anyio
+async def test_key_ranges_report_a_directory_ordered_server() -> None:
+    """SeaweedFS's order breaks positions after a split: the step says so (the driver then lists one chain)."""
+    keys = [f"a/{i:03d}" for i in range(60)] + ["a-c", "a.d", "a0"]
+    with page_size(4):
+        _, disorders, _ = await list_by_ranges(FakeBucket(keys, order="directory"), "", versioned=False, parts=4)
+    assert any(d is not None for d in disorders)

@@ -1,5 +1,5 @@
 """`gs://` backend: Google Cloud Storage through its JSON API (`client.GCSClient`), with a fanned-out listing
-(`listing.list_items`).
+(`listing.list_items`; key ranges for scale-out: `listing.list_range`).
 
 URIs: `gs://bucket/key`, pinned to a generation with `gs://bucket/key#G` or `gs://bucket/key?generation=G`
 (digits); the canonical form is `gs://bucket/key#G`.
@@ -21,9 +21,10 @@ hashes) stays `ok`.
 
 from __future__ import annotations
 
+import builtins
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any, ClassVar, NoReturn
 from urllib.parse import quote, urlencode
@@ -37,8 +38,9 @@ from ...meta import ObjectMeta
 from ...options import Options
 from ...uri import RefURI
 from ..base import BucketBackend
+from ..keyspace import KeyRange, RangeListing
+from . import listing
 from .client import TRANSIENT, GCSClient, _describe, _Failure, _translate
-from .listing import list_items
 
 CHUNK = 1 << 20
 DEFAULT_ENDPOINT = "https://storage.googleapis.com"
@@ -98,6 +100,7 @@ class GCSBackend(BucketBackend):
     schemes = ("gs",)
     versioned = True
     listing_fingerprints = True
+    ranged = True
     version_pattern = re.compile(r"(?:\?generation=|#)(\d+)$")
 
     #: objects per objects.list page (the JSON API maximum); tests lower it to force pagination.
@@ -188,13 +191,28 @@ class GCSBackend(BucketBackend):
     async def list(self, folder: RefURI, limit: int) -> AsyncGenerator[list[ObjectMeta], None]:
         """Objects under `folder`, one batch per listing round (see `listing.list_items`)."""
         fanout = max(1, min(self.list_fanout, int(min(self.limiter.total_tokens, 1 << 16))))
-        items = list_items(self.client, folder.bucket, folder.key, limit, page_size=self.page_size, fanout=fanout)
+        items = listing.list_items(
+            self.client, folder.bucket, folder.key, limit, page_size=self.page_size, fanout=fanout
+        )
         async with aclosing(items) as rounds:
             try:
                 async for batch in rounds:
                     yield [_object_meta(item) for item in batch]
             except _Failure as failure:
                 self._raise(failure, folder, "list")
+
+    async def list_range(self, folder: RefURI, rng: KeyRange, limit: int, pages: int) -> RangeListing:
+        try:
+            items, rest, names = await listing.list_range(
+                self.client, folder.bucket, folder.key, rng, limit, pages, page_size=self.page_size
+            )
+            return RangeListing(builtins.list(map(_object_meta, items)), rest, names)
+        except _Failure as failure:
+            self._raise(failure, folder, "list")
+
+    @classmethod
+    def split_range(cls, folder: RefURI, rng: KeyRange, sample: Sequence[str], parts: int) -> builtins.list[KeyRange]:
+        return listing.split_range(folder.key, rng, sample, parts)
 
     async def read(self, uri: RefURI) -> AsyncIterator[bytes]:
         """Media download streamed in chunks; a dropped connection resumes with a Range request pinned to the

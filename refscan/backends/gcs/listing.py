@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeAlias
 from ...concurrency import gather
 from ...events import logger
 from ..base import is_folder_marker
-from ..keyspace import split_points
+from ..keyspace import KeyRange, split_points
 from .client import _Failure
 
 #: One objects.list page: the object resources (JSON objects) and the next page token (None on the last page).
@@ -120,6 +120,54 @@ async def list_items(
         truncated=remaining <= 0,
         elapsed=round(time.perf_counter() - started, 4),
     )
+
+
+async def list_range(
+    source: PageSource, bucket: str, prefix: str, rng: KeyRange, limit: int, pages: int, *, page_size: int
+) -> tuple[list[Mapping[str, Any]], KeyRange | None, list[str]]:
+    """One step through `rng` ([start, end) with `skip` dropped, `resume` = a page token): up to `pages`
+    pages, at most `limit` objects (folder markers left out). Returns the objects, the rest of the range
+    (None: done) and the last page's names. Raises what `source.page` raises."""
+    cursor = _Range(start=rng.start, end=rng.end, skip=rng.skip, token=rng.resume)
+    found: list[Mapping[str, Any]] = []
+    names: list[str] = []
+    for _ in range(pages):
+        want = min(page_size, limit - len(found))
+        if want <= 0:
+            break
+        relists = cursor.skip is not None and cursor.token is None  # startOffset is inclusive
+        items, token = await source.page(bucket, prefix, cursor, want + relists)
+        if token is not None and token == cursor.token:
+            raise _Failure(None, "objects.list returned the same page token twice")
+        names = [str(item.get("name", "")) for item in items]
+        kept = [
+            item
+            for item in items
+            if item.get("name") != cursor.skip and not is_folder_marker(str(item.get("name", "")), item.get("size"))
+        ]
+        if len(kept) > limit - len(found):  # the re-listed name was gone: one more than asked for
+            found.extend(kept[: limit - len(found)])
+            cut = str(found[-1]["name"])
+            return found, KeyRange(start=cut, end=rng.end, skip=cut), names
+        found.extend(kept)
+        if token is None:
+            return found, None, names
+        last = names[-1] if names else cursor.start
+        cursor = _Range(start=last, end=rng.end, skip=last, token=token)
+    if cursor.token is None and not found:
+        return found, rng, names  # no budget for a page: the range is left as it was
+    return found, KeyRange(start=cursor.start, end=rng.end, skip=cursor.skip, resume=cursor.token), names
+
+
+def split_range(prefix: str, rng: KeyRange, sample: Sequence[str], parts: int) -> list[KeyRange]:
+    """`rng` in up to `parts` pieces: the first restarts at its last name (startOffset is inclusive: that name
+    is skipped when it returns), the others are [bound, next bound)."""
+    points = split_points(prefix, list(sample), rng.end, parts)
+    if not points or rng.start is None:
+        return [rng]
+    ends = [*points[1:], rng.end]
+    first = KeyRange(start=rng.start, end=points[0], skip=rng.skip)
+    return [first, *(KeyRange(start=lo, end=hi) for lo, hi in zip(points, ends, strict=True))]
 
 
 def _allocate(ranges: Sequence[_Range], remaining: int, page_size: int) -> list[tuple[_Range, int]]:

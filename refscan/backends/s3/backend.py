@@ -28,7 +28,7 @@ from __future__ import annotations
 import builtins
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
@@ -43,6 +43,8 @@ from ...meta import ObjectMeta
 from ...options import Options
 from ...uri import RefURI
 from ..base import BucketBackend
+from ..keyspace import KeyRange, RangeListing
+from . import ranges
 from .client import (
     HEX_MD5_ETAG,
     MULTIPART_ETAG_RE,
@@ -119,6 +121,7 @@ class S3Backend(BucketBackend):
     schemes = ("s3",)
     versioned = True
     listing_fingerprints = True
+    ranged = True
     version_pattern: ClassVar[re.Pattern[str]] = re.compile(r"\?versionId=([^/?&#]+)$")
 
     def __init__(self, options: Options, limiter: anyio.CapacityLimiter) -> None:
@@ -338,6 +341,28 @@ class S3Backend(BucketBackend):
             objects=total,
             elapsed=round(time.perf_counter() - started, 4),
         )
+
+    async def list_range(self, folder: RefURI, rng: KeyRange, limit: int, pages: int) -> RangeListing:
+        mode = await self.versioning(folder.bucket)
+        state = self._buckets[folder.bucket]
+        listing, state.markers_exact = await ranges.list_range(
+            self,
+            folder.bucket,
+            folder.key,
+            rng,
+            limit,
+            pages,
+            versioned=mode == "versioned",
+            markers_exact=state.markers_exact,
+        )
+        if mode == "denied" and listing.objects:
+            listing.objects = await self._head_all(folder, listing.objects)
+        listing.splittable = listing.splittable and self.options.s3.parallel_listing
+        return listing
+
+    @classmethod
+    def split_range(cls, folder: RefURI, rng: KeyRange, sample: Sequence[str], parts: int) -> builtins.list[KeyRange]:
+        return ranges.split_range(folder.key, rng, sample, parts)
 
     async def _head_all(self, folder: RefURI, listed: builtins.list[ObjectMeta]) -> builtins.list[ObjectMeta]:
         """Fallback when GetBucketVersioning is denied: one HeadObject per object for its version id, in

@@ -243,6 +243,24 @@ def broken_rule(prefix: str, after: str | None, page: Page) -> str:
     return "" if page.ordered else "keys were listed out of byte order"
 
 
+async def probe_markers(source: PageSource, bucket: str, prefix: str, page: Page) -> bool | None:
+    """Whether the server starts a ListObjectVersions at a KeyMarker alone as S3 does: at the first key after
+    it. One request (MaxKeys=1) from a name strictly between two keys of `page`, expecting the second key's
+    latest version (moto lists the version after it instead); None when `page` has no such two keys."""
+    keys = page.keys
+    for meta in page.objects:
+        i = bisect.bisect_left(keys, meta.key)
+        if i == 0 or meta.version is None or not keys[i - 1] + " " < meta.key:
+            continue
+        marker = keys[i - 1] + " "  # after the previous key, before this one
+        probe = await source.page(
+            bucket, prefix, cursor=Cursor(key_marker=marker), max_keys=1, versioned=True, end=None
+        )
+        first = probe.objects[0] if probe.objects else None
+        return probe.keys[:1] == [meta.key] and first is not None and first.version == meta.version
+    return None
+
+
 class Walk:
     """One folder listing: concurrent key ranges, budgeted, checked, streamed in rounds (module docstring)."""
 
@@ -367,27 +385,15 @@ class Walk:
         return not self.budget.full
 
     async def check_markers(self, prefix: str, page: Page) -> bool:
-        """Whether the server starts a ListObjectVersions at a KeyMarker alone as S3 does: at the first key
-        after it. One request (MaxKeys=1) from a name strictly between two keys of `page`, expecting the second
-        key's latest version (moto lists the version after it instead); the backend keeps the answer per bucket."""
-        if self.markers_exact is not None:
-            return self.markers_exact
-        keys = page.keys
-        for meta in page.objects:
-            i = bisect.bisect_left(keys, meta.key)
-            if i == 0 or meta.version is None or not keys[i - 1] + " " < meta.key:
-                continue
-            marker = keys[i - 1] + " "  # after the previous key, before this one
-            probe = await self.source.page(
-                self.bucket, prefix, cursor=Cursor(key_marker=marker), max_keys=1, versioned=True, end=None
-            )
+        """Whether KeyMarker positions are exact on this server (`probe_markers`), probed at most once."""
+        if self.markers_exact is None:
+            self.markers_exact = await probe_markers(self.source, self.bucket, prefix, page)
+            if self.markers_exact is None:
+                return False  # nothing to probe between yet: one chain, probe again on the next walk
             self.requests += 1
-            first = probe.objects[0] if probe.objects else None
-            self.markers_exact = probe.keys[:1] == [meta.key] and first is not None and first.version == meta.version
             if not self.markers_exact:
                 self._stop_splitting(prefix, MARKERS_INEXACT)
-            return self.markers_exact
-        return False  # no two keys to probe between: one chain, and probe again on the next walk
+        return self.markers_exact
 
     @staticmethod
     def _sized(prefix: str, part: Part, sample: list[str]) -> Part:
