@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from tests.servers.apps import serve_app_fixture
 from tests.servers.azure import azure_container, azure_options, azurite, no_azure_env
@@ -39,6 +41,14 @@ def pytest_configure(config: pytest.Config) -> None:
     # Also declared in pyproject.toml; registering here keeps --strict-markers happy if run elsewhere.
     config.addinivalue_line("markers", "integration: needs a real server started by the fixtures")
     config.addinivalue_line("markers", "ray: runs on a local Ray (pytest -m ray runs them alone)")
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> Iterator[None]:
+    """In-process CLI runs (click's CliRunner) configure structlog for the console; put the defaults back so
+    later tests' `structlog.testing.capture_logs` sees debug events again."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")
