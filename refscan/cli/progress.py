@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-Advance = Callable[[int], None]
-"""`advance(n)`: n more items done."""
+
+class Advance(Protocol):
+    """`advance(n)`: n more items done; `label=` replaces the bar's label (e.g. with a count of ranges)."""
+
+    def __call__(self, n: int, /, label: str | None = None) -> None: ...
 
 
-def _ignore(n: int) -> None:
+def _ignore(n: int, /, label: str | None = None) -> None:
     return None
 
 
@@ -26,4 +30,8 @@ def progress_bar(console: Console, label: str, total: int | None = None, *, enab
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as bar:
         task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
+
+        def advance(n: int, /, label: str | None = None) -> None:
+            bar.update(task, advance=n, description=label)
+
+        yield advance

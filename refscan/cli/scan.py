@@ -34,7 +34,14 @@ def scan_into(
                     sink(entry)
                 advance(len(entries))
 
-            run_sync(lambda: run_scan(requests, each, options=obj.options, executor=executor, checkpoint=checkpoint))
+            def units(done: int, planned: int) -> None:
+                advance(0, label=f"objects scanned, {done}/{planned} units done")
+
+            run_sync(
+                lambda: run_scan(
+                    requests, each, options=obj.options, executor=executor, checkpoint=checkpoint, on_units=units
+                )
+            )
         return
 
     async def run() -> None:
