@@ -81,7 +81,9 @@ class Checkpoint:
             self.root.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
+            # WAL + NORMAL: every commit survives the process being killed; a power loss may roll back the last
+            # few, whose units are then simply done again
+            self.db.execute("PRAGMA synchronous=NORMAL")
             with self._transaction():
                 for statement in _SCHEMA.strip().split(";\n"):
                     self.db.execute(statement)
