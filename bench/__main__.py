@@ -212,6 +212,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             "with one signing identity, seeded by concurrent signed PUTs. W&B on its 10k folders: with --quick, "
             "measured on the first 1,000 objects (max_objects; 1 list page + 1,000 HEADs) and scaled by 10."
         )
+    if "az" in backends:
+        run["notes"].append(
+            "Azure: Azurite 3.37 (npm; blob service in memory, the development account signed with Shared Key), "
+            "seeded with azure-storage-blob uploads. List Blobs pages hold up to 5,000 blobs. rclone signs with the "
+            "same key (use_emulator=true with endpoint=http://127.0.0.1:PORT/devstoreaccount1; with an account "
+            "key its endpoint setting builds https://<account>.<endpoint>). W&B's Azure handler only handles "
+            "*.blob.core.windows.net URLs and connects to that host, so it cannot be pointed at Azurite."
+        )
     if "synthetic" in backends:
         run["notes"].append(
             f"The synthetic S3 server (bench/synthetic.py) pages exactly as S3 does, serves requests concurrently "

@@ -135,7 +135,17 @@ class Rclone(Contender):
         config.touch()
         # its AWS SDK refuses any custom CA bundle for a plain-HTTP endpoint
         env: dict[str, str | None] = {"RCLONE_CONFIG": str(config), "AWS_CA_BUNDLE": None}
-        if job.backend == "gs":
+        if job.backend == "az":
+            # use_emulator signs with Azurite's development key (Shared Key, as refscan does); only with a full
+            # http:// endpoint does rclone 1.60 reach it elsewhere than 127.0.0.1:10000 (a bare `endpoint` with
+            # an account key turns into https://<account>.<endpoint>)
+            prefix = "RCLONE_CONFIG_BENCHAZ_"
+            env.update({
+                prefix + "TYPE": "azureblob",
+                prefix + "USE_EMULATOR": "true",
+                prefix + "ENDPOINT": job.endpoint,
+            })  # fmt: skip
+        elif job.backend == "gs":
             prefix = "RCLONE_CONFIG_BENCHGS_"
             env.update({
                 prefix + "TYPE": "google cloud storage",
@@ -293,6 +303,12 @@ Measured = tuple[Clock, int, dict[str, Any]]
 def _refscan_options(job: Job) -> Any:
     import refscan
 
+    if job.backend == "az":  # Azurite's development account behind the proxy (`endpoint` ends in the account)
+        connection = (
+            f"DefaultEndpointsProtocol=http;AccountName={job.access_key};AccountKey={job.secret_key};"
+            f"BlobEndpoint={job.endpoint};"
+        )
+        return refscan.Options(azure=refscan.AzureOptions(connection_string=connection))
     if job.backend == "gs":
         return refscan.Options(gcs=refscan.GCSOptions(endpoint_url=job.endpoint, token="anon", project="test"))
     return refscan.Options(

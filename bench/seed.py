@@ -23,14 +23,14 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from refscan.demo.process import ManagedProcess
-from refscan.demo.servers import S3Server
+from refscan.demo.servers import AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer, S3Server, start_azurite
 
 from .contenders import S3_REGION
 from .proxy import DelayProxy, gcs_page_cap
-from .servers import launch_gcs_preloaded, start_nginx, start_seaweedfs, wait_gcs, wait_listening
+from .servers import azurite_sas, launch_gcs_preloaded, start_nginx, start_seaweedfs, wait_gcs, wait_listening
 from .synthetic import BUCKET as SYNTHETIC_BUCKET
 from .synthetic import PREFIX as SYNTHETIC_PREFIX
 
@@ -41,8 +41,8 @@ EXTRA_VERSIONS = 2
 
 @dataclass(frozen=True)
 class Dataset:
-    """Objects `prefix`obj-NNNNN.bin in `bucket` on one backend ("s3": moto, "sw": SeaweedFS, "gs", "http" or
-    "synthetic")."""
+    """Objects `prefix`obj-NNNNN.bin in `bucket` on one backend ("s3": moto, "sw": SeaweedFS, "gs", "http",
+    "az": Azurite (the bucket is a container) or "synthetic")."""
 
     name: str
     backend: str
@@ -85,6 +85,7 @@ DATASETS: dict[str, Dataset] = {
         Dataset("sw-10k", "sw", "bench-sw-10k", 10_000),
         Dataset("sw-10k-versioned", "sw", "bench-sw-10k-versioned", 10_000, versioned=True),
         Dataset("sw-100k", "sw", "bench-sw-100k", 100_000),
+        Dataset("az-10k", "az", "bench-az-10k", 10_000),
     )
 }
 
@@ -105,6 +106,7 @@ class Lab:
         self.sw: Any = None  # refscan.demo.servers.SeaweedFSServer
         self.gcs: Any = None
         self.nginx: Any = None
+        self.azure: AzuriteServer | None = None
         self.seconds_seeding = 0.0
         self._proxies: dict[str, DelayProxy] = {}
         self._stack = ExitStack()
@@ -125,19 +127,24 @@ class Lab:
         return self._proxies[backend]
 
     def endpoint(self, backend: str) -> str:
-        return self._proxies[backend].url
+        """The proxy URL of `backend` (Azure: its account URL, the account in the path as Azurite has it)."""
+        url = self._proxies[backend].url
+        return f"{url}/{AZURITE_ACCOUNT}" if backend == "az" else url
 
     def credentials(self, backend: str) -> tuple[str, str]:
-        """(access key, secret) for an S3 backend: SeaweedFS's are made up at its start, moto takes any."""
+        """(access key, secret) for an S3 backend: SeaweedFS's are made up at its start, moto takes any; for
+        Azure, Azurite's development account and its published key."""
         if backend == "sw" and self.sw is not None:
             return self.sw.access_key, self.sw.secret_key
+        if backend == "az":
+            return AZURITE_ACCOUNT, AZURITE_KEY
         return "testing", "testing"
 
     def uri(self, dataset: Dataset) -> str:
         """The folder URI of `dataset` (http: the file listing the URLs, one a line)."""
         if dataset.backend == "http":
             return str(self.tmp / "urls.txt")
-        scheme = "gs" if dataset.backend == "gs" else "s3"
+        scheme = dataset.backend if dataset.backend in ("gs", "az") else "s3"
         return f"{scheme}://{dataset.bucket}/{dataset.prefix}"
 
     # -- starting and seeding -----------------------------------------------------------------------------
@@ -185,6 +192,15 @@ class Lab:
             self._stack.callback(self.nginx.stop)
             self._serve("http", int(self.nginx.base_url.rsplit(":", 1)[1]))
             self._seed_http()
+        if "az" in backends:
+            self.azure = start_azurite()
+            self._stack.callback(self.azure.stop)
+            self._serve("az", self.azure.port)
+            for d in self._of("az"):
+                self.azure.create_container(d.bucket)
+                self.azure.upload_many(d.bucket, d.bodies(), workers=32)
+            self.log(f"  Azure (Azurite) seeded with {', '.join(d.name for d in self._of('az'))} "
+                     f"in {time.perf_counter() - started:.0f} s")  # fmt: skip
         if gcs is not None:
             self.gcs = wait_gcs(*gcs)
             self._serve("gs", int(self.gcs.endpoint_url.rsplit(":", 1)[1]), rewrite=gcs_page_cap)
@@ -247,6 +263,10 @@ class Lab:
         if backend == "gs":
             path = f"/storage/v1/b/{quote(dataset.bucket, safe='')}/o"
             params["maxResults"] = "1000"
+        elif backend == "az":  # the request refscan sends, signed by an account SAS instead of Shared Key
+            path = f"/{AZURITE_ACCOUNT}/{quote(dataset.bucket)}"
+            params.update({"restype": "container", "comp": "list", "include": "metadata,versions"})
+            params.update(dict(parse_qsl(azurite_sas(*self.credentials("az")))))
         else:
             path = f"/{dataset.bucket}"
             params.update({"versions": ""} if dataset.versioned else {"list-type": "2"})
@@ -283,6 +303,9 @@ def _xml_field(body: bytes, name: str) -> str | None:
 
 def _next_page(backend: str, versioned: bool, body: bytes) -> dict[str, str]:
     """The query parameters of the next page, or {} after the last one."""
+    if backend == "az":
+        next_marker = _xml_field(body, "NextMarker")
+        return {"marker": next_marker} if next_marker else {}
     if backend == "gs":
         token = json.loads(body).get("nextPageToken")
         return {"pageToken": token} if token else {}

@@ -15,12 +15,15 @@
 
 Both print `LISTENING <port>` once bound, like `refscan.demo.moto_main`. `start_gcs_preloaded` starts
 fake-gcs-server with `-data`, which loads a folder tree as buckets at startup (far faster than uploads).
-SeaweedFS and nginx come from the project's own launchers (`start_seaweedfs`, `start_nginx`).
+SeaweedFS, nginx and Azurite come from the project's own launchers (`start_seaweedfs`, `start_nginx`,
+`refscan.demo.servers.start_azurite`); `azurite_sas` signs the account SAS the raw listing floor reads
+Azurite with.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import re
 import sys
 import threading
@@ -82,6 +85,16 @@ def start_nginx() -> Any:
                 "root with pytest installed, or leave out http-1k (--scenarios)"
             ) from e
     return start()
+
+
+def azurite_sas(account: str, key: str, hours: float = 6.0) -> str:
+    """An account SAS (read + list on every container and blob) for Azurite's development account, as a query
+    string without `?`: signs plain List Blobs requests (the raw listing floor) without Shared Key code."""
+    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+
+    expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=hours)
+    resources = ResourceTypes(service=True, container=True, object=True)
+    return str(generate_account_sas(account, key, resources, AccountSasPermissions(read=True, list=True), expiry))
 
 
 def start_seaweedfs(timeout: float = 120.0) -> Any:

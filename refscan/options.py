@@ -120,6 +120,10 @@ class AzureOptions:
     strings belong to the configured account; URLs of other accounts use `credential` or
     DefaultAzureCredential.
 
+    `parallel_listing` lists a folder of several pages as key ranges at once, where the service honours List
+    Blobs `startFrom` (service version 2026-02-06; checked with one small request per account, else one chain
+    of pages); False: always one chain.
+
     `account_url` is the account `az://container/path` names (default: the connection string's BlobEndpoint or
     AccountName, else AZURE_STORAGE_ACCOUNT_NAME). `endpoint_url` is an endpoint other than
     `<account>.blob.core.windows.net` (Azurite, a private endpoint), with the account in its path as in a
@@ -137,6 +141,7 @@ class AzureOptions:
     credential: Any = field(default=None, repr=False)
     anonymous: bool = False
     versions: bool = True
+    parallel_listing: bool = True
     max_attempts: int | None = None
     timeout: float = 60.0
 

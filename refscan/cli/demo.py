@@ -1,4 +1,4 @@
-"""`refscan demo`: the tour on local S3, GCS and HTTP servers (needs the `demo` extra)."""
+"""`refscan demo`: the tour on local S3, GCS, HTTP and Azure servers (needs the `demo` extra; Azure: Azurite)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from .render import fail
 
 @click.command()
 def demo() -> None:
-    """Tour refscan on local S3, GCS and HTTP servers.
+    """Tour refscan on local S3, GCS, HTTP and Azure servers.
 
-    Logs an artifact, overwrites one object, verifies and downloads; needs the demo extra."""
+    Logs an artifact, overwrites one object, verifies and downloads; needs the demo extra. The Azure leg runs
+    when Azurite (npm azurite) and the azure extra are installed, else it is skipped with the reason."""
     from ..demo.run import missing_requirements, run_demo
 
     missing = missing_requirements()

@@ -6,6 +6,7 @@ Used by `refscan demo` and by the test fixtures (tests/servers); no pytest in he
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -173,3 +174,34 @@ class ManagedProcess:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=timeout)
         self._log.close()
+
+
+def start_on_free_port(
+    launch: Callable[[int], ManagedProcess],
+    ready: Callable[[int], bool],
+    *,
+    timeout: float = STARTUP_TIMEOUT,
+    attempts: int = 3,
+    what: str = "ready",
+) -> tuple[ManagedProcess, int]:
+    """`launch(port)` a server on a free port and wait until `ready(port)`; returns the process and its port.
+
+    The port can be taken between the probe and the child's bind, so a server that exits or never gets ready is
+    stopped and launched again on another port, `attempts` times in all; then the last ServerStartError is
+    raised. Any other failure (Ctrl-C included) stops the child and propagates."""
+    last: ServerStartError | None = None
+    for _ in range(attempts):
+        port = free_port()
+        proc = launch(port)
+        try:
+            proc.wait_until(functools.partial(ready, port), timeout=timeout, what=what)
+        except ServerStartError as e:
+            proc.stop()
+            last = e
+            continue
+        except BaseException:
+            proc.stop()
+            raise
+        return proc, port
+    assert last is not None
+    raise last

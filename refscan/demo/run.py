@@ -1,6 +1,8 @@
-"""`refscan demo`: log an artifact from local S3, GCS and HTTP servers, overwrite one object, show verify
-catching the drift and the pinned download still returning the original bytes. Everything runs on
-127.0.0.1 and in a temporary folder, both removed however the demo ends (errors, Ctrl-C, SIGTERM)."""
+"""`refscan demo`: log an artifact from local S3, GCS and HTTP servers (and Azure, when Azurite and the
+`azure` extra are installed), overwrite one object, show verify catching the drift and the pinned download
+still returning the original bytes. Everything runs on 127.0.0.1 and in a temporary folder, both removed
+however the demo ends (errors, Ctrl-C, SIGTERM). Without Azurite the Azure leg is skipped, and the demo says
+why and how to install it."""
 
 from __future__ import annotations
 
@@ -23,11 +25,20 @@ from rich.table import Table
 from ..artifact import Artifact
 from ..download import download
 from ..manifest import Manifest
-from ..options import GCSOptions, HTTPOptions, Options, S3Options
+from ..options import AzureOptions, GCSOptions, HTTPOptions, Options, S3Options
 from ..scan import ScanRequest
 from ..store import Store
 from ..verify import VerifyReport, verify
-from .servers import GCSServer, S3Server, serve_static, start_gcs_server, start_s3_server
+from .process import ServerStartError
+from .servers import (
+    AzuriteServer,
+    GCSServer,
+    S3Server,
+    serve_static,
+    start_azurite,
+    start_gcs_server,
+    start_s3_server,
+)
 
 _PACKAGED = Path(__file__).resolve().parent / "fixtures"  # in a wheel (see pyproject's force-include)
 DATA = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[2] / "fixtures" / "demo"
@@ -41,6 +52,7 @@ REQUIREMENTS = {
 BUCKET = "refscan-demo"
 NAME = "pets"
 DRIFTED = "images/cat.png"
+AZURE_FOLDER = "azure-images"  # the artifact folder of the Azure leg's entries
 
 
 def missing_requirements() -> list[str]:
@@ -65,7 +77,15 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _options(s3: S3Server, gcs: GCSServer) -> Options:
+def _start_azurite() -> tuple[AzuriteServer | None, str]:
+    """Azurite, or None and why the Azure leg is skipped (its first line: the install hint)."""
+    try:
+        return start_azurite(), ""
+    except ServerStartError as e:
+        return None, str(e).splitlines()[0]
+
+
+def _options(s3: S3Server, gcs: GCSServer, azure: AzuriteServer | None) -> Options:
     return Options(
         s3=S3Options(
             endpoint_url=s3.endpoint_url,
@@ -75,6 +95,7 @@ def _options(s3: S3Server, gcs: GCSServer) -> Options:
         ),
         gcs=GCSOptions(endpoint_url=gcs.endpoint_url, token="anon", project=gcs.project),
         http=HTTPOptions(trust_env=False),  # never send loopback requests through a proxy
+        azure=AzureOptions(connection_string=azure.connection_string) if azure is not None else AzureOptions(),
     )
 
 
@@ -101,15 +122,23 @@ def run_demo(console: Console) -> bool:
     with contextlib.ExitStack() as stack:
         stack.enter_context(_sigterm_as_interrupt())
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="refscan-demo-")))
-        console.print("[bold]refscan demo[/]: local S3 (moto), GCS (fake-gcs-server) and HTTP servers on 127.0.0.1")
+        console.print(
+            "[bold]refscan demo[/]: local S3 (moto), GCS (fake-gcs-server), Azure (Azurite, when installed) and "
+            "HTTP servers on 127.0.0.1"
+        )
         s3 = start_s3_server()
         stack.callback(s3.stop)
         gcs = start_gcs_server()
         stack.callback(gcs.stop)
+        azure, skipped = _start_azurite()
+        if azure is not None:
+            stack.callback(azure.stop)
         (tmp / "www").mkdir()
         http = stack.enter_context(serve_static(tmp / "www"))
         console.print(f"1. servers ready in {time.perf_counter() - started:.1f} s")
-        for scheme, url in (("s3", s3.endpoint_url), ("gs", gcs.endpoint_url), ("http", http.base_url)):
+        azure_url = azure.account_url if azure is not None else f"[yellow]skipped[/]: {skipped}"
+        urls = {"s3": s3.endpoint_url, "gs": gcs.endpoint_url, "az": azure_url, "http": http.base_url}
+        for scheme, url in urls.items():
             console.print(f"   {scheme:<5}{url}")
 
         files = {p.relative_to(DATA).as_posix(): p.read_bytes() for p in sorted(DATA.rglob("*")) if p.is_file()}
@@ -119,25 +148,30 @@ def run_demo(console: Console) -> bool:
         gcs.upload_many(BUCKET, files)
         for path, data in files.items():
             http.write(path, data)
+        requests = [
+            ScanRequest(f"s3://{BUCKET}/images", name="images"),
+            ScanRequest(f"gs://{BUCKET}/labels.csv"),
+            ScanRequest(http.url("README.txt")),
+        ]
+        seeded = f"s3://{BUCKET} (versioned), gs://{BUCKET}"
+        if azure is not None:
+            azure.create_container(BUCKET)
+            azure.upload_many(BUCKET, files)
+            requests.append(ScanRequest(f"az://{BUCKET}/images", name=AZURE_FOLDER))
+            seeded += f", az://{BUCKET}"
         size = sum(map(len, files.values()))
         console.print(
-            f"2. seeded {len(files)} files ({size:,} bytes) from fixtures/demo into s3://{BUCKET} (versioned), "
-            f"gs://{BUCKET} and {http.base_url}/"
+            f"2. seeded {len(files)} files ({size:,} bytes) from fixtures/demo into {seeded} and {http.base_url}/"
         )
 
-        options = _options(s3, gcs)
+        options = _options(s3, gcs, azure)
         artifact = Artifact(NAME, "dataset", description="refscan demo", options=options)
-        artifact.add_references(
-            [
-                ScanRequest(f"s3://{BUCKET}/images", name="images"),
-                ScanRequest(f"gs://{BUCKET}/labels.csv"),
-                ScanRequest(http.url("README.txt")),
-            ]
-        )
+        artifact.add_references(requests)
         store = stack.enter_context(Store(tmp / "store", options=options))
         logged = store.get(store.log(artifact, aliases=["demo"]))
+        schemes = "s3://, gs://, az:// and http://" if azure is not None else "s3://, gs:// and http://"
         console.print(
-            f"3. logged [bold]{logged.ref}[/] into a temporary store from s3://, gs:// and http:// references "
+            f"3. logged [bold]{logged.ref}[/] into a temporary store from {schemes} references "
             f"({len(logged.manifest)} entries, digest {logged.digest[:12]}…):"
         )
         console.print(_entries_table(logged.manifest))

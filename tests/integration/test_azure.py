@@ -7,10 +7,12 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+import structlog
 from aiohttp import web
 
 import refscan
@@ -216,6 +218,80 @@ def test_azurite_folder_under_10_percent_faults_is_identical(
             assert report.ok, report.to_dict()
             faults += proxy.stats().total_faults
         assert faults > 0
+
+
+# -- key ranges (List Blobs startFrom) ----------------------------------------------------------------------
+
+
+RANGED = [f"r/{d}/{name}" for d in ("a", "a b", "b-1", "ü") for name in (f"obj-{i:03d}" for i in range(60))]
+
+
+def test_azurite_folder_as_key_ranges_equals_one_chain(
+    azurite: AzuriteServer, azure_container: str, azure_options: Options, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from refscan.backends.azure.backend import AzureBackend
+    from refscan.distributed import LocalExecutor
+
+    monkeypatch.setattr(AzureBackend, "page_size", 20)
+    azurite.upload_many(azure_container, {name: name.encode() for name in RANGED} | {"r2/sibling": b"s"})
+    uri = f"az://{azure_container}/r"
+    chain = refscan.scan(
+        uri, options=replace(azure_options, azure=replace(azure_options.azure, parallel_listing=False))
+    )
+    assert sorted(e.path for e in chain) == sorted(name.removeprefix("r/") for name in RANGED)
+    with structlog.testing.capture_logs() as logs:
+        ranged = refscan.scan(uri, options=azure_options)
+    assert ranged == chain
+    assert [e["honoured"] for e in logs if e["event"] == "azure.start_from"] == [True]  # Azurite honours it
+    [listing] = [e for e in logs if e["event"] == "azure.list"]
+    assert listing["ranges"] is True
+    assert listing["pages"] >= len(RANGED) // 20
+    assert refscan.scan(uri, options=azure_options, max_objects=len(RANGED)) == chain
+    with pytest.raises(refscan.TooManyObjects):
+        refscan.scan(uri, options=azure_options, max_objects=len(RANGED) - 1)
+    assert refscan.scan(uri, options=azure_options, executor=LocalExecutor()) == chain  # scale-out ranges
+
+
+def no_start_from_origin(names: list[str], asked: list[dict[str, str]]) -> web.Application:
+    """List Blobs that pages by `marker` and `maxresults` but ignores `startFrom`, as a service before version
+    2026-02-06 would; `asked` records every query."""
+
+    async def listing(request: web.Request) -> web.Response:
+        asked.append(dict(request.query))
+        begin = int(request.query.get("marker") or 0)
+        chunk = names[begin : begin + int(request.query["maxresults"])]
+        end = begin + len(chunk)
+        blobs = "".join(
+            f"<Blob><Name>{n}</Name><Properties><Etag>0x8D{i}</Etag><Content-Length>1</Content-Length>"
+            f"</Properties><Metadata /></Blob>"
+            for i, n in enumerate(chunk, begin)
+        )
+        marker = str(end) if end < len(names) else ""
+        body = f"<EnumerationResults><Blobs>{blobs}</Blobs><NextMarker>{marker}</NextMarker></EnumerationResults>"
+        return web.Response(body=body.encode(), content_type="application/xml")
+
+    app = web.Application()
+    app.router.add_get(f"/{ACCOUNT}/{CONTAINER}", listing)
+    return app
+
+
+def test_origin_ignoring_start_from_is_listed_as_one_chain_exactly(
+    serve_app: Callable[[web.Application], str], no_azure_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from refscan.backends.azure.backend import AzureBackend
+
+    monkeypatch.setattr(AzureBackend, "page_size", 7)
+    names = [f"d/{i:04d}" for i in range(100)]
+    asked: list[dict[str, str]] = []
+    base = serve_app(no_start_from_origin(names, asked))
+    options = Options(azure=AzureOptions(endpoint_url=f"{base}/{ACCOUNT}", anonymous=True))
+    entries = refscan.scan(f"az://{CONTAINER}/d", options=options)
+    assert [e.path for e in entries] == [n.removeprefix("d/") for n in names]
+    assert [q["startFrom"] for q in asked if "startFrom" in q] == ["d/0006"]  # the probe, answered from the start
+    assert len(asked) == 15 + 1  # every page once, in one chain of markers, and the probe
+    asked.clear()
+    assert refscan.scan(f"az://{CONTAINER}/d", options=options) == entries
+    assert len(asked) == 15 + 1  # a new session probes again (once per account and session)
 
 
 # -- versions, against an origin serving the documented responses -----------------------------------------

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from refscan import Manifest
+from refscan.demo.servers import find_azurite
 from tests.servers import GCSServer, NginxServer, S3Server
-from tests.servers.util import isolated_env
+from tests.servers.util import ServerStartError, isolated_env, unavailable
 
 pytestmark = pytest.mark.integration
 
@@ -292,17 +293,42 @@ def test_sources_are_manifest_files_or_store_versions(env: dict[str, str], tmp_p
 
 
 def test_demo_end_to_end(env: dict[str, str]) -> None:
-    result = refscan("demo", env=env, timeout=60)  # ~5 s on an idle 2-core machine
+    try:
+        env = env | {"AZURITE_BLOB": find_azurite()}
+    except ServerStartError as e:
+        unavailable(f"azurite: {e}")
+    result = refscan("demo", env=env, timeout=60)  # ~7 s on an idle 2-core machine
     assert result.returncode == 0, result.stdout + result.stderr
     for line in (
-        "logged pets:v0",
+        "az://refscan-demo and http://",
+        "logged pets:v0 into a temporary store from s3://, gs://, az:// and http:// references (6 entries",
+        "azure-images/cat.png",
         "the bucket drifted",
+        "5 ok, 1 changed",
         "changed  images/cat.png",
-        "4 ok: every recorded version is still there",
+        "6 ok: every recorded version is still there",
+        "download pets:v0: 6 files",
         "images/cat.png is the original",
         "servers stopped, temporary files removed",
     ):
         assert line in result.stdout, result.stdout
+
+
+def test_demo_without_azurite_skips_the_azure_leg(env: dict[str, str], tmp_path: Path) -> None:
+    """A machine without Azurite: no azurite-blob on PATH, in the npm prefixes or in $AZURITE_BLOB."""
+    home = tmp_path / "bare-home"
+    home.mkdir()
+    path = os.pathsep.join(d for d in env["PATH"].split(os.pathsep) if not (Path(d) / "azurite-blob").exists())
+    env = {k: v for k, v in env.items() if k != "AZURITE_BLOB"} | {"HOME": str(home), "PATH": path}
+    result = subprocess.run(
+        [sys.executable, "-m", "refscan", "demo"], env=env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "az   skipped: azurite-blob not found: npm install --prefix" in result.stdout, result.stdout
+    for line in ("from s3://, gs:// and http:// references (4 entries", "4 ok: every recorded version is still there"):
+        assert line in result.stdout, result.stdout
+    assert "az://" not in result.stdout
 
 
 # -- a terminal ---------------------------------------------------------------------------------------------

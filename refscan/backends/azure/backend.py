@@ -5,9 +5,11 @@ net/container/blob` (W&B's form) and any URL under the configured endpoint (Azur
 `http://127.0.0.1:10000/devstoreaccount1/container/blob`); `?versionId=V` at the end pins a version. Blob names
 are taken as written. The canonical form, and the ref, is `<account URL>/<container>/<blob>`.
 
-Single blobs cost one Get Blob Properties; folders one List Blobs chain (`listing.py`), never a request per
-blob. Directory stubs (`hdi_isfolder=true`) and folder markers are not objects: `stat` says NotFound (so a
-stub named like the folder leads to the folder) and listings skip them.
+Single blobs cost one Get Blob Properties; folders List Blobs pages (`listing.py`), never a request per
+blob: one chain, or key ranges listed at once where the service honours `startFrom` (`ranges.py`; probed once
+per account, off with `AzureOptions(parallel_listing=False)`); the same ranges serve scale-out and
+checkpoints (`list_range`, `split_range`). Directory stubs (`hdi_isfolder=true`) and folder markers are not
+objects: `stat` says NotFound (so a stub named like the folder leads to the folder) and listings skip them.
 
 Entries (docs/behaviour.md, Entries): `digest` = the ETag without quotes; `extra` = `etag` (the same),
 `versionID` (when the account keeps versions), `contentMD5` (base64, when the blob has one: single-shot
@@ -22,7 +24,7 @@ from __future__ import annotations
 import builtins
 import functools
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
@@ -38,9 +40,10 @@ from ...meta import ObjectMeta
 from ...options import Options
 from ...uri import RefURI
 from ..base import BucketBackend
-from . import config
+from ..keyspace import KeyRange, RangeListing
+from . import config, ranges
 from .client import TRANSIENT, AzureClient, translate
-from .listing import MAX_PAGE, Page, list_blobs, parse_page, properties_meta
+from .listing import MAX_PAGE, Page, parse_page, properties_meta
 
 #: `extra` keys the codec reads into named fields; any other key is kept in `attrs` and written back
 _CODEC_KEYS = frozenset({"etag", "versionID", "contentMD5"})
@@ -56,9 +59,11 @@ class _Pages:
         self.target = str(folder)
         self.include = "metadata,versions" if backend.options.azure.versions else "metadata"
 
-    async def page(self, prefix: str, marker: str | None, max_results: int) -> Page:
+    async def page(self, prefix: str, marker: str | None, max_results: int, start_from: str | None = None) -> Page:
         async def request() -> Page:
-            body = await self.client.list_page(self.account, self.container, prefix, marker, max_results, self.include)
+            body = await self.client.list_page(
+                self.account, self.container, prefix, marker, max_results, self.include, start_from
+            )
             return parse_page(body)
 
         return await self.client.call("list", self.target, self.account, request)
@@ -70,13 +75,17 @@ class AzureBackend(BucketBackend):
     schemes = ("az",)
     versioned = True
     listing_fingerprints = True
+    ranged = True
     version_pattern = config.VERSION_RE
     #: List Blobs page size (the service maximum); tests lower it to force pagination.
     page_size: ClassVar[int] = MAX_PAGE
+    #: how many key ranges of one folder are listed at once once it spans several pages.
+    list_fanout: ClassVar[int] = 16
 
     def __init__(self, options: Options, limiter: anyio.CapacityLimiter) -> None:
         super().__init__(options, limiter)
         self.client = AzureClient(options, limiter)
+        self._start_from: dict[str, bool] = {}  # account URL -> whether List Blobs honours startFrom (probed)
 
     # -- URIs (no I/O) ---------------------------------------------------------------------------------
 
@@ -164,11 +173,42 @@ class AzureBackend(BucketBackend):
         logger().debug("azure.stat", pinned=pinned, elapsed=round(time.perf_counter() - started, 4))
         return meta
 
+    def _probe(self, source: _Pages, prefix: str) -> ranges.Probe | None:
+        """Whether `source`'s account honours `startFrom`, asked once per account; None when key ranges are off."""
+        if not self.options.azure.parallel_listing:
+            return None
+
+        async def probe(name: str) -> bool:
+            if source.account not in self._start_from:
+                honoured = await ranges.honours_start_from(source, prefix, name)
+                self._start_from[source.account] = honoured
+                logger().debug("azure.start_from", honoured=honoured)
+            return self._start_from[source.account]
+
+        return probe
+
     async def list(self, folder: RefURI, limit: int) -> AsyncGenerator[builtins.list[ObjectMeta], None]:
-        batches = list_blobs(_Pages(self, folder), folder.key, limit, page_size=self.page_size)
+        source = _Pages(self, folder)
+        fanout = max(1, min(self.list_fanout, int(min(self.limiter.total_tokens, 1 << 16))))
+        batches = ranges.list_blobs(
+            source, folder.key, limit, page_size=self.page_size, fanout=fanout, probe=self._probe(source, folder.key)
+        )
         async with aclosing(batches) as pages:
             async for batch in pages:
                 yield batch
+
+    async def list_range(self, folder: RefURI, rng: KeyRange, limit: int, pages: int) -> RangeListing:
+        source = _Pages(self, folder)
+        listing = await ranges.list_range(source, folder.key, rng, limit, pages, page_size=self.page_size)
+        if listing.rest is not None and listing.splittable:
+            probe = self._probe(source, folder.key)
+            names = listing.sample
+            listing.splittable = probe is not None and len(names) >= 2 and await probe(names[-1])
+        return listing
+
+    @classmethod
+    def split_range(cls, folder: RefURI, rng: KeyRange, sample: Sequence[str], parts: int) -> builtins.list[KeyRange]:
+        return ranges.split_range(folder.key, rng, sample, parts)
 
     async def read(self, uri: RefURI) -> AsyncIterator[bytes]:
         """Ranged reads in 4 MiB chunks; a dropped connection resumes from the last byte received, pinned to

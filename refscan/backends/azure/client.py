@@ -220,9 +220,17 @@ class AzureClient:
         return self.service(account).get_container_client(container)
 
     async def list_page(
-        self, account: str, container: str, prefix: str, marker: str | None, max_results: int, include: str
+        self,
+        account: str,
+        container: str,
+        prefix: str,
+        marker: str | None,
+        max_results: int,
+        include: str,
+        start_from: str | None = None,
     ) -> bytes:
         """One List Blobs request (one attempt), signed and sent by the SDK's pipeline; the raw XML body.
+        `start_from`: the `startFrom` parameter (the first name listed, inclusive).
 
         The SDK's own `list_blobs` would parse the page with its generic deserializer (see `listing.py`)."""
         client = self.container(account, container)
@@ -231,6 +239,8 @@ class AzureClient:
             params["prefix"] = prefix
         if marker:
             params["marker"] = marker
+        if start_from is not None:
+            params["startFrom"] = start_from
         request = HttpRequest(
             "GET", f"{account}/{quote(container)}", params=params, headers={"x-ms-version": client.api_version}
         )

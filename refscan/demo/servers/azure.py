@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..process import HOST, STARTUP_TIMEOUT, ManagedProcess, ServerStartError, free_port, unique_name
+from ..process import (
+    HOST,
+    STARTUP_TIMEOUT,
+    ManagedProcess,
+    ServerStartError,
+    http_status,
+    start_on_free_port,
+    unique_name,
+)
 
 AZURITE_ACCOUNT = "devstoreaccount1"
 #: the published development key of devstoreaccount1 (documented by Microsoft; not a secret)
@@ -121,10 +129,9 @@ def start_azurite(timeout: float = STARTUP_TIMEOUT, attempts: int = 3) -> Azurit
         import azure.storage.blob  # noqa: F401  (seeding needs it; fail here, not in the first test)
     except ImportError as exc:
         raise ServerStartError(f"azure-storage-blob is not installed: pip install 'refscan[azure]' ({exc})") from exc
-    last: ServerStartError | None = None
-    for _ in range(attempts):  # retry: the free port can be taken between probe and bind
-        port = free_port()
-        proc = ManagedProcess(
+
+    def launch(port: int) -> ManagedProcess:
+        return ManagedProcess(
             [
                 binary,
                 "--blobHost", HOST,
@@ -137,23 +144,9 @@ def start_azurite(timeout: float = STARTUP_TIMEOUT, attempts: int = 3) -> Azurit
             ],
             name="azurite",
         )  # fmt: skip
-        server = AzuriteServer(port=port, process=proc)
-        try:
-            proc.wait_until(lambda server=server: _answers(server), timeout=timeout, what="listening")  # type: ignore[misc]
-        except ServerStartError as e:
-            proc.stop()
-            last = e
-            continue
-        except BaseException:
-            proc.stop()
-            raise
-        return server
-    assert last is not None
-    raise last
 
+    def answers(port: int) -> bool:
+        return http_status(f"{AzuriteServer(port).account_url}?comp=list", timeout=1.0) is not None
 
-def _answers(server: AzuriteServer) -> bool:
-    from ..process import http_status
-
-    status = http_status(f"{server.account_url}?comp=list", timeout=1.0)
-    return status is not None
+    proc, port = start_on_free_port(launch, answers, timeout=timeout, attempts=attempts, what="listening")
+    return AzuriteServer(port=port, process=proc)

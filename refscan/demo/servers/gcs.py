@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..process import HOST, STARTUP_TIMEOUT, ManagedProcess, ServerStartError, free_port, http_status, unique_name
+from ..process import (
+    HOST,
+    STARTUP_TIMEOUT,
+    ManagedProcess,
+    ServerStartError,
+    http_status,
+    start_on_free_port,
+    unique_name,
+)
 
 GCS_PROJECT = "test"
 
@@ -165,11 +173,10 @@ class GCSServer:
 def start_gcs_server(timeout: float = STARTUP_TIMEOUT, attempts: int = 3) -> GCSServer:
     """Start fake-gcs-server (in-memory backend) on a free port and wait until it is healthy."""
     binary = find_fake_gcs_binary()
-    last: ServerStartError | None = None
-    for _ in range(attempts):  # retry: the free port can be taken between probe and bind
-        port = free_port()
+
+    def launch(port: int) -> ManagedProcess:
         endpoint = f"http://{HOST}:{port}"
-        proc = ManagedProcess(
+        return ManagedProcess(
             [
                 str(binary),
                 "-scheme", "http",
@@ -182,19 +189,12 @@ def start_gcs_server(timeout: float = STARTUP_TIMEOUT, attempts: int = 3) -> GCS
             ],
             name="fake-gcs-server",
         )  # fmt: skip
-        try:
-            proc.wait_until(
-                lambda endpoint=endpoint: http_status(endpoint + "/_internal/healthcheck") == 200,  # type: ignore[misc]
-                timeout=timeout,
-                what="healthy",
-            )
-        except ServerStartError as e:
-            proc.stop()
-            last = e
-            continue
-        except BaseException:
-            proc.stop()
-            raise
-        return GCSServer(endpoint_url=endpoint, process=proc)
-    assert last is not None
-    raise last
+
+    proc, port = start_on_free_port(
+        launch,
+        lambda port: http_status(f"http://{HOST}:{port}/_internal/healthcheck") == 200,
+        timeout=timeout,
+        attempts=attempts,
+        what="healthy",
+    )
+    return GCSServer(endpoint_url=f"http://{HOST}:{port}", process=proc)
