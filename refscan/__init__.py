@@ -24,6 +24,7 @@ from .errors import (
     UnsafePath,
     UnsupportedScheme,
 )
+from .guard import GuardReport, GuardResult, HoldResult, aguard, guard
 from .manifest import Manifest, ManifestEntry
 from .meta import ObjectMeta
 from .options import AzureOptions, GCSOptions, HTTPOptions, Options, RetryPolicy, S3Options
@@ -47,7 +48,10 @@ __all__ = [
     "DownloadError",
     "FileRow",
     "GCSOptions",
+    "GuardReport",
+    "GuardResult",
     "HTTPOptions",
+    "HoldResult",
     "InvalidInventory",
     "InvalidName",
     "InvalidSource",
@@ -78,9 +82,11 @@ __all__ = [
     "VerifyReport",
     "VerifyResult",
     "adownload",
+    "aguard",
     "ascan",
     "averify",
     "download",
+    "guard",
     "iter_scan",
     "open_source",
     "register_backend",

@@ -27,6 +27,14 @@ class NotFound(RefscanError, FileNotFoundError):
     """The object, version, folder or bucket does not exist (or the folder is empty)."""
 
 
+class NotConfigured(NotFound):
+    """A bucket or object has no such configuration: no lifecycle rules, no Object Lock, no hold set."""
+
+
+class Unsupported(RefscanError):
+    """The store cannot do that for this object (a hold on a bucket without Object Lock, on an HTTP URL)."""
+
+
 class AccessDenied(RefscanError, PermissionError):
     """The store refused the request; the message says which permission is likely missing."""
 

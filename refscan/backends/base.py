@@ -19,10 +19,11 @@ from typing import Any, ClassVar
 
 import anyio
 
-from ..errors import InvalidURI
+from ..errors import InvalidURI, Unsupported
 from ..fingerprint import ETAG, VERSION, WEAK_ETAG, Fingerprint
 from ..meta import ObjectMeta
 from ..options import Options
+from ..protection import BucketProtection, ObjectState
 from ..uri import RefURI, shown
 from .keyspace import KeyRange, RangeListing
 
@@ -46,6 +47,8 @@ class Backend(abc.ABC):
       instead of a lookup per entry.
     - `ranged`: a folder can be listed as `KeyRange`s planned on one machine and listed on others
       (`list_range`, `split_range`): scale-out and checkpoints.
+    - `guarded`: it reads what keeps objects alive (`protection`, `object_state`) and places holds
+      (`set_hold`, naming them `hold_kind`); without it guard reports its entries as unknown.
     """
 
     schemes: ClassVar[tuple[str, ...]]
@@ -53,6 +56,8 @@ class Backend(abc.ABC):
     versioned: ClassVar[bool] = False
     listing_fingerprints: ClassVar[bool] = False
     ranged: ClassVar[bool] = False
+    guarded: ClassVar[bool] = False
+    hold_kind: ClassVar[str] = "hold"
 
     def __init__(self, options: Options, limiter: anyio.CapacityLimiter) -> None:
         self.options = options
@@ -185,6 +190,22 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def read(self, uri: RefURI) -> AsyncIterator[bytes]:
         """The bytes of the object `uri` (at `uri.version` when pinned), streamed in chunks."""
+
+    async def protection(self, bucket: str) -> BucketProtection:
+        """What keeps the objects of `bucket` alive: versioning, lifecycle rules, locks and retention (read once
+        per bucket by guard; a refused read is reported in the result, not raised). Backends that are not
+        `guarded` cannot tell."""
+        return BucketProtection.cannot_tell(f"refscan cannot read what protects {self.schemes[0]}:// objects")
+
+    async def object_state(self, uri: RefURI, size: int | None, *, tags: bool) -> ObjectState:
+        """The version `uri` names (the current object when unpinned; `size` as recorded) as lifecycle rules
+        see it, with its tags when `tags`. Only `guarded` backends implement it."""
+        raise NotImplementedError(f"{type(self).__name__} does not read object protection")
+
+    async def set_hold(self, uri: RefURI, on: bool) -> bool:
+        """Place (`on`) or remove the hold on the pinned version `uri`; False when it already was so. Raises
+        `Unsupported` where the store keeps no holds for it."""
+        raise Unsupported(f"{self.format_uri(uri)}: {self.schemes[0]}:// objects cannot be held")
 
     async def part_size(self, uri: RefURI) -> int | None:
         """The part size of a multipart upload (to recompute its ETag from the bytes); None when the backend

@@ -19,6 +19,7 @@ from ..errors import InvalidName, InvalidSource, InvalidURI, RefscanError
 from ..options import Options, S3Options
 from .context import Context
 from .demo import demo
+from .guard import guard
 from .local_store import log_command, ls_command, versions
 from .manifests import diff, download, verify
 from .render import fail
@@ -125,7 +126,7 @@ def cli(
     ctx.obj = Context(Options(concurrency=concurrency, s3=s3), progress, verbose, quiet)
 
 
-for _command in (scan, verify, download, diff, log_command, versions, ls_command, demo):
+for _command in (scan, verify, guard, download, diff, log_command, versions, ls_command, demo):
     cli.add_command(_command)
 
 

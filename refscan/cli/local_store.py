@@ -5,7 +5,11 @@ from __future__ import annotations
 import click
 
 from ..artifact import Artifact
+from ..errors import RefscanError
+from ..guard import aguard
+from ..manifest import Manifest
 from ..scan import ScanRequest
+from ..sync import run_sync
 from .context import Context
 from .render import echo_json, print_table, table
 from .scan import INVENTORY_HELP, report_inventories
@@ -54,7 +58,25 @@ def log_command(
     with obj.progress(label) as advance:
         artifact.add_references(requests, on_entry=lambda _: advance(1))
     report_inventories(artifact.metadata.get("inventories", []))
-    click.echo(obj.store(create=True).log(artifact, aliases=aliases))
+    version = obj.store(create=True).log(artifact, aliases=aliases)
+    click.echo(version)
+    warn_at_risk(obj, artifact.manifest, version)
+
+
+def warn_at_risk(obj: Context, manifest: Manifest, version: str) -> None:
+    """One line on stderr when a lifecycle rule can delete what the logged version pins (guard's verdict);
+    silent when nothing is at risk or the settings cannot be read."""
+    try:
+        report = run_sync(lambda: aguard(manifest, options=obj.options))
+    except RefscanError:
+        return
+    risky = [r for r in report.results if r.status == "at-risk"]
+    if risky:
+        click.echo(
+            f"refscan: warning: {len(risky)} of {len(report.results)} entries of {version} are at risk "
+            f"({risky[0].path}: {risky[0].reason}); see `refscan guard {version}`",
+            err=True,
+        )
 
 
 @click.command()

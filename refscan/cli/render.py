@@ -55,15 +55,20 @@ def entries_table(entries: Iterable[ManifestEntry], title: str | None = None) ->
     return table(title, ("path", "size", "digest", "version", "ref"), rows)
 
 
+def summary(counts: dict[str, int]) -> str:
+    """`2 ok, 1 changed`: the statuses that occur, with their numbers ("" when none do)."""
+    return ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+
+
 def print_verify_results(results: Sequence[VerifyResult], counts: dict[str, int], show_all: bool) -> None:
     """The summary line (`2 ok, 1 changed`) as the title of a table of the entries that are not ok (all
     of them with `show_all`); just the summary when that table would be empty."""
-    summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "nothing to verify"
+    title = summary(counts) or "nothing to verify"
     shown = [r for r in results if show_all or r.status != "ok"]
     if not shown:
-        click.echo(summary)
+        click.echo(title)
         return
-    print_table(table(summary, ("status", "path", "reason"), [(r.status, r.path, r.reason) for r in shown]))
+    print_table(table(title, ("status", "path", "reason"), [(r.status, r.path, r.reason) for r in shown]))
 
 
 # -- JSON ------------------------------------------------------------------------------------------------------

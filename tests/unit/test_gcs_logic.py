@@ -431,7 +431,7 @@ class Scripted(GCSClient):
         self.refreshes.append(force_refresh)
         return {}
 
-    async def _open_response(self, url: URL, headers: Mapping[str, str], *, media: bool) -> Any:
+    async def _open_response(self, url: URL, headers: Mapping[str, str], *, media: bool, **_: Any) -> Any:
         assert self.limiter.borrowed_tokens == 1
         self.sent += 1
         step = self.script.pop(0)
@@ -526,7 +526,7 @@ class Recording(Scripted):
         super().__init__(script)
         self.urls: list[URL] = []
 
-    async def _open_response(self, url: URL, headers: Mapping[str, str], *, media: bool) -> Any:
+    async def _open_response(self, url: URL, headers: Mapping[str, str], *, media: bool, **_: Any) -> Any:
         self.urls.append(url)
         return await super()._open_response(url, headers, media=media)
 

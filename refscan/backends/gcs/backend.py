@@ -30,17 +30,19 @@ from typing import Any, ClassVar, NoReturn
 from urllib.parse import quote, urlencode
 
 import aiohttp
+import anyio
 
-from ...errors import AccessDenied, BackendError
+from ...errors import AccessDenied, BackendError, Unsupported
 from ...events import logger
 from ...fingerprint import CRC32C, MD5
 from ...meta import ObjectMeta
 from ...options import Options
+from ...protection import BucketProtection, ObjectState
 from ...uri import RefURI
 from ..base import BucketBackend
 from ..keyspace import KeyRange, RangeListing
-from . import listing
-from .client import TRANSIENT, GCSClient, _describe, _Failure, _translate
+from . import listing, protection
+from .client import PERMISSIONS, TRANSIENT, GCSClient, _describe, _Failure, _translate
 
 CHUNK = 1 << 20
 DEFAULT_ENDPOINT = "https://storage.googleapis.com"
@@ -101,6 +103,8 @@ class GCSBackend(BucketBackend):
     versioned = True
     listing_fingerprints = True
     ranged = True
+    guarded = True
+    hold_kind = "temporary hold"
     version_pattern = re.compile(r"(?:\?generation=|#)(\d+)$")
 
     #: objects per objects.list page (the JSON API maximum); tests lower it to force pagination.
@@ -109,6 +113,12 @@ class GCSBackend(BucketBackend):
     list_fanout: ClassVar[int] = 16
 
     _client: GCSClient | None = None
+    _writer: GCSClient | None = None  # opened for holds only, with write access
+
+    def __init__(self, options: Options, limiter: anyio.CapacityLimiter) -> None:
+        super().__init__(options, limiter)
+        self._protection: dict[str, BucketProtection] = {}
+        self._lock = anyio.Lock()
 
     # -- URIs and codec (no I/O) ------------------------------------------------------------------------------
 
@@ -154,16 +164,20 @@ class GCSBackend(BucketBackend):
 
     # -- I/O --------------------------------------------------------------------------------------------------
 
-    async def open(self) -> None:
+    def _new_client(self, access: str = "read_only") -> GCSClient:
         policy = self.options.retry.with_overrides(max_attempts=self.options.gcs.max_attempts)
-        client = GCSClient(self.options.gcs, policy, self.limiter)
+        return GCSClient(self.options.gcs, policy, self.limiter, access=access)
+
+    async def open(self) -> None:
+        client = self._new_client()
         await client.open()
         self._client = client
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.close()
+        for client in (self._client, self._writer):
+            if client is not None:
+                await client.close()
+        self._client = self._writer = None
 
     @property
     def client(self) -> GCSClient:
@@ -187,6 +201,42 @@ class GCSBackend(BucketBackend):
             "gcs.stat", bucket=uri.bucket, generation=uri.version, elapsed=round(time.perf_counter() - started, 4)
         )
         return meta
+
+    # -- protection (protection.py) ----------------------------------------------------------------------------
+
+    async def protection(self, bucket: str) -> BucketProtection:
+        """Read once per bucket and backend; a refused buckets.get leaves versioning and rules unknown."""
+        async with self._lock:
+            found = self._protection.get(bucket)
+            if found is None:
+                try:
+                    found = protection.parse_bucket(await self.client.bucket(bucket))
+                except _Failure as failure:
+                    if failure.status not in (401, 403):
+                        self._raise(failure, RefURI("gs", bucket, ""), "bucket")
+                    found = BucketProtection(None, None, missing=(PERMISSIONS["bucket"],))
+                self._protection[bucket] = found
+            return found
+
+    async def object_state(self, uri: RefURI, size: int | None, *, tags: bool) -> ObjectState:
+        try:
+            return await protection.read_state(self.client, uri, size)
+        except _Failure as failure:
+            self._raise(failure, uri, "list" if uri.version is not None else "get")
+
+    async def set_hold(self, uri: RefURI, on: bool) -> bool:
+        """A temporary hold on the generation (objects.patch; the credentials need write access)."""
+        if uri.version is None:
+            raise Unsupported(f"{uri}: no generation recorded, and a hold on the current object would not pin it")
+        async with self._lock:
+            if self._writer is None:
+                writer = self._new_client("read_write")
+                await writer.open()
+                self._writer = writer
+        try:
+            return await protection.set_temporary_hold(self._writer, uri, on)
+        except _Failure as failure:
+            self._raise(failure, uri, "hold")
 
     async def list(self, folder: RefURI, limit: int) -> AsyncGenerator[list[ObjectMeta], None]:
         """Objects under `folder`, one batch per listing round (see `listing.list_items`)."""

@@ -47,6 +47,10 @@ from ...uri import redact
 if TYPE_CHECKING:
     from .listing import Page, _Range
 
+#: The permission each kind of request needs ("get" and "read": storage.objects.get), for AccessDenied messages.
+PERMISSIONS = {"list": "storage.objects.list", "bucket": "storage.buckets.get", "hold": "storage.objects.update"}
+#: Bucket fields guard reads.
+BUCKET_FIELDS = "versioning,lifecycle,retentionPolicy"
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 #: transport failures worth retrying (asyncio.TimeoutError is not TimeoutError before Python 3.11)
 TRANSIENT = (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError)
@@ -124,16 +128,16 @@ def _retry_after(value: str | None) -> float | None:
 def _translate(failure: _Failure, *, target: str, bucket: str, op: str) -> RefscanError:
     """THE mapping from a failed GCS request to the refscan error tree.
 
-    `target` is what was asked for (a redacted gs:// URI), `op` one of "get", "list", "read".
+    `target` is what was asked for (a redacted gs:// URI), `op` one of `PERMISSIONS` or "get", "read".
     """
     status, message = failure.status, failure.message
     detail = f" ({message})" if message else ""
     if status == 404:
-        if op == "list" or "bucket" in message.lower():
+        if op in ("list", "bucket") or "bucket" in message.lower():
             return NotFound(f"gs://{bucket}: bucket does not exist{detail}")
         return NotFound(f"{target}: no such object{detail}")
     if status in (401, 403) or (status == 400 and "requester pays" in message.lower()):
-        permission = "storage.objects.list" if op == "list" else "storage.objects.get"
+        permission = PERMISSIONS.get(op, "storage.objects.get")
         if status == 400 or "requester pays" in message.lower() or failure.reason == "UserProjectMissing":
             hint = "the bucket is requester-pays: pass GCSOptions(requester_pays=True, project=<project to bill>)"
         elif status == 401:
@@ -166,8 +170,11 @@ class GCSClient:
     Also the listing's `PageSource` (`page`). Every request method raises `_Failure` when it fails for good.
     """
 
-    def __init__(self, options: GCSOptions, policy: RetryPolicy, limiter: anyio.CapacityLimiter) -> None:
+    def __init__(
+        self, options: GCSOptions, policy: RetryPolicy, limiter: anyio.CapacityLimiter, *, access: str = "read_only"
+    ) -> None:
         self.options = options
+        self.access = access
         self.policy = policy
         self.limiter = limiter
         self._fs: Any = None
@@ -195,7 +202,7 @@ class GCSClient:
                 endpoint_url=endpoint,
                 asynchronous=True,
                 skip_instance_cache=True,
-                access="read_only",
+                access=self.access,
             )
 
         try:
@@ -232,15 +239,29 @@ class GCSClient:
 
     # -- the API ----------------------------------------------------------------------------------------------
 
-    async def object(self, bucket: str, key: str, generation: str | None) -> Any:
-        """objects.get: the object resource of `key` (at `generation` when given), as decoded JSON; only the
-        `OBJECT_FIELDS`, compact."""
+    async def object(self, bucket: str, key: str, generation: str | None, fields: str | None = OBJECT_FIELDS) -> Any:
+        """objects.get: the object resource of `key` (at `generation` when given), as decoded JSON; only
+        `fields` (default the `OBJECT_FIELDS`; None: all), compact."""
         return await self._get(
             self._url(
                 f"b/{_q(bucket)}/o/{_q(key)}",
-                {"generation": generation, "fields": OBJECT_FIELDS, "prettyPrint": PRETTY_PRINT},
+                {"generation": generation, "fields": fields, "prettyPrint": PRETTY_PRINT},
             )
         )
+
+    async def bucket(self, bucket: str) -> Any:
+        """buckets.get: the bucket resource's `BUCKET_FIELDS`."""
+        return await self._get(self._url(f"b/{_q(bucket)}", {"fields": BUCKET_FIELDS, "prettyPrint": PRETTY_PRINT}))
+
+    async def versions(self, bucket: str, key: str, token: str | None) -> Any:
+        """One objects.list page of every generation whose name starts with `key` (full resources)."""
+        params = {"prefix": key, "versions": "true", "pageToken": token, "prettyPrint": PRETTY_PRINT}
+        return await self._get(self._url(f"b/{_q(bucket)}/o", params))
+
+    async def patch(self, bucket: str, key: str, generation: str, body: Mapping[str, Any]) -> Any:
+        """objects.patch of generation `generation` with the JSON `body`; returns the updated resource."""
+        url = self._url(f"b/{_q(bucket)}/o/{_q(key)}", {"generation": generation, "prettyPrint": PRETTY_PRINT})
+        return await self._get(url, method="PATCH", payload=json.dumps(body).encode())
 
     async def page(self, bucket: str, prefix: str, rng: _Range, max_results: int) -> Page:
         """One objects.list page of `rng`: (items, nextPageToken); only the `LIST_FIELDS`, compact."""
@@ -307,17 +328,32 @@ class GCSClient:
         inner.apply(headers)
         return headers
 
-    async def _open_response(self, url: URL, headers: Mapping[str, str], *, media: bool) -> aiohttp.ClientResponse:
+    async def _open_response(
+        self, url: URL, headers: Mapping[str, str], *, media: bool, method: str, body: bytes | None
+    ) -> aiohttp.ClientResponse:
         if self._session is None:
             raise RuntimeError("GCSBackend used outside 'async with'")
         kwargs: dict[str, Any] = {}
         if media and _PER_REQUEST_DECOMPRESS:
             kwargs["auto_decompress"] = False  # the stored bytes (gzip objects are hashed compressed)
-        return await self._session.get(url, headers=headers, timeout=self._timeout, allow_redirects=True, **kwargs)
+        if body is not None:
+            kwargs["data"] = body
+        return await self._session.request(
+            method, url, headers=headers, timeout=self._timeout, allow_redirects=True, **kwargs
+        )
 
-    async def _get(self, url: URL, *, media: bool = False, extra_headers: Mapping[str, str] | None = None) -> Any:
-        """THE request path: one GET with retries. JSON requests return the decoded body; media requests the
-        open response (the caller streams and releases it). Raises `_Failure` when the request fails for good."""
+    async def _get(
+        self,
+        url: URL,
+        *,
+        media: bool = False,
+        extra_headers: Mapping[str, str] | None = None,
+        method: str = "GET",
+        payload: bytes | None = None,
+    ) -> Any:
+        """THE request path: one request (a GET unless `method` says otherwise; `payload` is sent as JSON) with
+        retries. JSON requests return the decoded body; media requests the open response (the caller streams
+        and releases it). Raises `_Failure` when the request fails for good."""
         refreshed = False
 
         async def attempt() -> Any:
@@ -327,9 +363,11 @@ class GCSClient:
                 headers = await self._headers(force_refresh=force_refresh)
                 if extra_headers:
                     headers.update(extra_headers)
+                if payload is not None:
+                    headers["Content-Type"] = "application/json"
                 try:
                     async with self.limiter:
-                        resp = await self._open_response(url, headers, media=media)
+                        resp = await self._open_response(url, headers, media=media, method=method, body=payload)
                         if media and resp.status < 300:
                             return resp  # the body is streamed by the caller, outside the limiter
                         try:

@@ -36,15 +36,16 @@ from urllib.parse import quote, urlencode
 import anyio
 
 from ...concurrency import gather_map
-from ...errors import AccessDenied, NotFound
+from ...errors import AccessDenied, NotFound, Unsupported
 from ...events import logger
 from ...fingerprint import ETAG, MD5_HEX, MULTIPART_ETAG, VERSION, Fingerprint
 from ...meta import ObjectMeta
 from ...options import Options
+from ...protection import BucketProtection, ObjectState
 from ...uri import RefURI
 from ..base import BucketBackend
 from ..keyspace import KeyRange, RangeListing
-from . import ranges
+from . import protection, ranges
 from .client import (
     HEX_MD5_ETAG,
     MULTIPART_ETAG_RE,
@@ -113,6 +114,7 @@ class _BucketState:
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     mode: str | None = None  # "versioned" | "unversioned" | "denied"
     markers_exact: bool | None = None  # ListObjectVersions starts at a KeyMarker as S3 does (Walk.check_markers)
+    protection: BucketProtection | None = None
 
 
 class S3Backend(BucketBackend):
@@ -122,6 +124,8 @@ class S3Backend(BucketBackend):
     versioned = True
     listing_fingerprints = True
     ranged = True
+    guarded = True
+    hold_kind = "legal hold"
     version_pattern: ClassVar[re.Pattern[str]] = re.compile(r"\?versionId=([^/?&#]+)$")
 
     def __init__(self, options: Options, limiter: anyio.CapacityLimiter) -> None:
@@ -256,6 +260,27 @@ class S3Backend(BucketBackend):
         logger().debug(
             "s3.get", bucket=uri.bucket, key=uri.key, bytes=total, elapsed=round(time.perf_counter() - started, 4)
         )
+
+    # -- protection (protection.py) --------------------------------------------------------------------
+
+    async def protection(self, bucket: str) -> BucketProtection:
+        """Read once per bucket and backend (guard and holds share it)."""
+        state = self._buckets.setdefault(bucket, _BucketState())
+        async with state.lock:
+            if state.protection is None:
+                state.protection = await protection.read_protection(self.client, bucket)
+            return state.protection
+
+    async def object_state(self, uri: RefURI, size: int | None, *, tags: bool) -> ObjectState:
+        return await protection.read_state(self.client, uri, size, tags=tags)
+
+    async def set_hold(self, uri: RefURI, on: bool) -> bool:
+        """An Object Lock legal hold on the version; the bucket must have Object Lock on."""
+        if uri.version is None:
+            raise Unsupported(f"{self.format_uri(uri)}: no version recorded, and a legal hold needs one")
+        if not (await self.protection(uri.bucket)).holds:
+            raise Unsupported(f"s3://{uri.bucket}: Object Lock is not on for this bucket, so it keeps no legal holds")
+        return await protection.set_legal_hold(self.client, uri, on)
 
     # -- folders ---------------------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ from botocore.exceptions import (
 )
 from botocore.loaders import Loader, create_loader
 
-from ...errors import AccessDenied, BackendError, InvalidURI, NotFound, RefscanError
+from ...errors import AccessDenied, BackendError, InvalidURI, NotConfigured, NotFound, RefscanError
 from ...events import logger
 from ...options import Options
 from ...uri import redact
@@ -51,11 +51,20 @@ PERMISSIONS: dict[str, str] = {
     "ListObjectsV2": "s3:ListBucket",
     "ListObjectVersions": "s3:ListBucketVersions",
     "GetBucketVersioning": "s3:GetBucketVersioning",
+    "GetBucketLifecycleConfiguration": "s3:GetLifecycleConfiguration",
+    "GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
+    "GetObjectTagging": "s3:GetObjectTagging (s3:GetObjectVersionTagging for a version)",
+    "GetObjectLegalHold": "s3:GetObjectLegalHold",
+    "PutObjectLegalHold": "s3:PutObjectLegalHold",
 }
 
 #: Operations that take RequestPayer (GetBucketVersioning does not).
 PAYER_OPERATIONS = frozenset({"HeadObject", "GetObject", "ListObjectsV2", "ListObjectVersions"})
 
+#: A bucket or object without that configuration (no lifecycle rules, no Object Lock, no legal hold set yet).
+_UNCONFIGURED_CODES = frozenset(
+    {"NoSuchLifecycleConfiguration", "ObjectLockConfigurationNotFoundError", "NoSuchObjectLockConfiguration"}
+)
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchVersion"})
 _DENIED_CODES = frozenset({"403", "AccessDenied", "AllAccessDisabled", "AccountProblem", "Forbidden"})
 _CREDENTIAL_CODES = frozenset(
@@ -165,6 +174,8 @@ def translate_client_error(
 
     if code == "NoSuchBucket":
         return NotFound(f"{target}: no such bucket {bucket!r}")
+    if code in _UNCONFIGURED_CODES:
+        return NotConfigured(f"{target}: {op}: {detail}")
     if code in _NOT_FOUND_CODES or status == 404:
         if version is not None:
             return NotFound(f"{target}: no such version {version!r} of this object")
