@@ -39,12 +39,24 @@ CREATE TABLE IF NOT EXISTS requests (request INTEGER PRIMARY KEY, state TEXT NOT
 """
 
 
+def _default(field: dataclasses.Field[Any]) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return dataclasses.MISSING
+
+
 def _public(value: Any) -> Any:
-    """`value` (options) as plain JSON data without secret-named fields."""
+    """`value` (options) as plain JSON data: only the fields set to something else than their default (so a
+    newer refscan with more options still knows its checkpoints), never secret-named ones."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: _public(getattr(value, f.name)) for f in dataclasses.fields(value) if not _SECRET.search(f.name)
+        public = {
+            f.name: _public(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not _SECRET.search(f.name) and getattr(value, f.name) != _default(f)
         }
+        return {k: v for k, v in public.items() if v != {}}  # nested options that differ by secrets only
     if isinstance(value, (list, tuple)):
         return [_public(v) for v in value]
     if isinstance(value, dict):
