@@ -88,5 +88,10 @@ class InvalidSource(RefscanError, ValueError):
     """Text that names neither a manifest file nor a store version (`NAME:VER`)."""
 
 
+class StoreError(RefscanError):
+    """The store's database cannot be used: not a refscan store (corrupt, or another program's file), or the
+    disk refused a write (full, file-size limit, I/O error). The message names the file."""
+
+
 class CheckpointError(RefscanError, ValueError):
     """A checkpoint folder that is not a refscan checkpoint, is damaged, or belongs to other work."""
