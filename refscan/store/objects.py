@@ -61,7 +61,7 @@ def _copy_checked(local: LocalFile, target: Path, path: str) -> None:
 
 def _open_source(local: LocalFile, path: str) -> BinaryIO:
     try:
-        return open(local.source, "rb")  # noqa: SIM115 (the caller closes it)
+        return open(local.source, "rb")  # the caller closes it
     except OSError as exc:
         raise SourceChanged(f"{local.source} (artifact path {path!r}) cannot be read: {exc}") from None
 
