@@ -39,6 +39,11 @@ class BackendError(RefscanError):
     """The store could not be reached or kept failing after retries (network, throttling, 5xx)."""
 
 
+class ResumeRefused(BackendError):
+    """A read that dropped mid-body could not resume on the same bytes: the object changed since the read
+    began, or the server gives no validator to pin them. Reading again from the start may succeed."""
+
+
 class InvalidName(RefscanError, ValueError):
     """An artifact name or entry path that breaks the naming rules."""
 
