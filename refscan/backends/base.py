@@ -195,9 +195,7 @@ class Backend(abc.ABC):
         return None
 
 
-async def read_restarting(
-    backend: Backend, uri: RefURI, consume: Callable[[AsyncIterator[bytes]], Awaitable[T]]
-) -> T:
+async def read_restarting(backend: Backend, uri: RefURI, consume: Callable[[AsyncIterator[bytes]], Awaitable[T]]) -> T:
     """`await consume(backend.read(uri))`; once more from the first byte when the read dropped and could not
     resume on the same bytes (`ResumeRefused`), so `consume` must start afresh on each call."""
     try:

@@ -3,8 +3,8 @@ with a Range request pinned to what was first served — S3 `VersionId` + `If-Ma
 `If-Range` with the strong ETag — and the file is still checked as a whole. When the object changed between
 the drop and the resume, the read starts again from zero and the changed bytes are refused.
 
-The bytes the proxy sent for a 64 MiB object cut at 50% are reported (`pytest -rP`) and must stay under 1.6×
-its size: a restart from zero costs at least 1.5× (the half, then the whole), a resume about 1.0×.
+The bytes the proxy sent for a 64 MiB object cut at 50% are reported (`pytest -rP`) and must stay under 1.6x
+its size: a restart from zero costs at least 1.5x (the half, then the whole), a resume about 1.0x.
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ def test_s3_download_resumes_pinned_to_version_and_etag(
 ) -> None:
     bucket = s3_server.create_bucket(versioned=True)
     put = s3_server.client().put_object(Bucket=bucket, Key="big.bin", Body=big_bytes)
-    gets = download_cut_at_half(s3_proxy, f"s3://{bucket}/big.bin", "big.bin", big_bytes, s3_options(s3_proxy), tmp_path)
+    options = s3_options(s3_proxy)
+    gets = download_cut_at_half(s3_proxy, f"s3://{bucket}/big.bin", "big.bin", big_bytes, options, tmp_path)
     assert f"versionId={put['VersionId']}" in gets[1].query
     assert gets[1].header("If-Match") == put["ETag"]
 
