@@ -14,7 +14,8 @@
 There is no whole-operation deadline in `Options`: callers bound a call with `anyio.fail_after` (or
 `asyncio.timeout`), which these tests show to be prompt and clean; each request is bounded by its timeouts and
 `max_attempts`. The CLI's `--timeout` is that deadline for a whole command. The S3 proxy replays moto's answers
-after the first run (see `FaultProxy.cache`): faults are still injected on every delivery, but twenty 5,000-object scans no longer wait on moto's ~1 s per listing page.
+after the first run (see `FaultProxy.cache`): faults are still injected on every delivery, but twenty
+5,000-object scans no longer wait on moto's ~1 s per listing page.
 """
 
 from __future__ import annotations
