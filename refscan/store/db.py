@@ -84,7 +84,7 @@ def _is_busy(exc: sqlite3.Error) -> bool:
 
 def _store_error(path: Path, exc: sqlite3.Error) -> StoreError:
     """The one-line error for a database failure that retrying cannot cure, naming the file."""
-    name = getattr(exc, "sqlite_errorname", "")
+    name = "_".join(str(getattr(exc, "sqlite_errorname", "")).split("_")[:2])  # SQLITE_IOERR_WRITE: SQLITE_IOERR
     if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
         return StoreError(f"{path} is not a usable refscan store ({exc}): restore it from a backup or move it away")
     if name in ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY"):
@@ -137,6 +137,7 @@ class Database:
         if self._conn is None or self._pid != os.getpid():
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
             try:
+                self._retrying(lambda: self._refuse_foreign(conn))  # before WAL mode rewrites the header
                 self._retrying(lambda: conn.execute("PRAGMA journal_mode = WAL"))
                 conn.execute("PRAGMA foreign_keys = ON")
                 self._transact(conn, self._create_schema, write=True)
@@ -146,13 +147,17 @@ class Database:
             self._conn, self._pid = conn, os.getpid()
         return self._conn
 
+    def _refuse_foreign(self, conn: sqlite3.Connection) -> None:
+        """Raise `StoreError`, changing nothing, when the file is another program's SQLite database."""
+        (found,) = conn.execute("PRAGMA user_version").fetchone()
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if found == 0 and tables - _TABLES:
+            raise StoreError(f"{self.path} is an SQLite file of another program, not a refscan store; move it away")
+
     def _create_schema(self, conn: sqlite3.Connection) -> None:
         (found,) = conn.execute("PRAGMA user_version").fetchone()
         if found > SCHEMA_VERSION:
             raise RefscanError(f"{self.path} was written by a newer refscan (schema {found}); upgrade refscan")
-        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if found == 0 and tables - _TABLES:
-            raise StoreError(f"{self.path} is an SQLite file of another program, not a refscan store; move it away")
         for statement in _SCHEMA:
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")

@@ -15,9 +15,11 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+
+import pytest
 
 from refscan import Artifact, ManifestEntry, Store
 from refscan.manifest import manifest_digest
@@ -137,3 +139,58 @@ def test_parallel_upserts_survive_killed_writers(tmp_path: Path) -> None:
         expected |= {p for b in done for p in batch_paths(w, b)}
     assert paths == expected
     assert len(paths) % UPSERT_ENTRIES == 0
+
+
+# -- files that are not a refscan store ------------------------------------------------------------------------
+
+
+def run_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"PYTHONPATH": str(REPO), "REFSCAN_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-m", "refscan", *args], cwd=home.parent, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def write_garbage(db: Path) -> None:
+    db.write_bytes(b"this is not a database\n" * 200)
+
+
+def write_foreign(db: Path) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+        conn.execute("INSERT INTO notes (body) VALUES ('keep me')")
+    sqlite3.connect(db).close()
+
+
+def corrupt_pages(db: Path) -> None:
+    store = Store(db.parent)
+    art = Artifact("ds", "dataset")
+    art.add_entries(ManifestEntry(path=f"f{i}", digest=str(i), ref=f"s3://b/f{i}") for i in range(2000))
+    store.log(art)
+    store.close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with open(db, "r+b") as f:
+        f.seek(4096 * 2)
+        f.write(os.urandom(4096 * 4))
+
+
+@pytest.mark.parametrize("damage", [write_garbage, write_foreign, corrupt_pages], ids=["garbage", "foreign", "pages"])
+@pytest.mark.parametrize(
+    "command", [["versions", "ds"], ["log", "ds", "--type", "dataset", "--no-checksum", "s3://b/x"]]
+)
+def test_a_damaged_or_foreign_store_file_is_one_error_line(
+    damage: Callable[[Path], None], command: list[str], tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    db = home / "refscan.db"
+    damage(db)
+    before = db.read_bytes()
+    result = run_cli(home, *command)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"refscan: error: {db}")
+    if damage is not corrupt_pages:  # a damaged page may only show when a query reaches it
+        assert db.read_bytes() == before
