@@ -8,6 +8,7 @@ Faults (`FaultPlan.kinds`), injected in a `rate` fraction of the requests `Fault
 - "503": 503 SlowDown (S3 XML / GCS JSON / plain text error body, by `flavor`); the server is not asked.
 - "500": 500 InternalError, likewise.
 - "429": 429 Too Many Requests with `Retry-After: <plan.retry_after>`.
+  `retry_after_statuses` says which of these error answers carry Retry-After (429 only, by default).
 - "reset": the request is forwarded; the response headers (with the full Content-Length) and half the body are
   sent, then the connection is reset (RST). A response without a body is reset before anything is sent.
 - "stall": nothing is sent for `plan.stall` seconds (or until the client gives up), then the request is
@@ -115,6 +116,7 @@ class FaultPlan:
     latency: float = 0.0
     stall: float = 30.0
     retry_after: str = "1"
+    retry_after_statuses: tuple[int, ...] = (429,)
     chunk_size: int = 64 * 1024
     chunk_delay: float = 0.0
     max_faults: int | None = None
@@ -313,7 +315,7 @@ class FaultProxy:
                 plan.on_fault(req)
             status = int(fault)
             payload, content_type = _error_body(self.flavor, status)
-            headers = {"Retry-After": plan.retry_after} if status == 429 else {}
+            headers = {"Retry-After": plan.retry_after} if status in plan.retry_after_statuses else {}
             return web.Response(status=status, body=payload, content_type=content_type, headers=headers)
         if fault == "stall":
             await asyncio.sleep(plan.stall)  # cancelled when the client hangs up (handler_cancellation)

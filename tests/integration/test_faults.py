@@ -45,13 +45,13 @@ from refscan.scan import Scanner
 from tests.faults import FaultPlan, FaultProxy, ProxyStats, is_listing
 from tests.servers import GCSServer, NginxServer, S3Server, unique_name
 from tests.servers.s3 import ACCESS_KEY, REGION, SECRET_KEY
+from tests.servers.s3 import S3_BIG_OBJECTS as S3_OBJECTS
 
 pytestmark = pytest.mark.integration
 
 RUNS = 20
 RATE = 0.10
 MIX = ("503", "500", "reset")
-S3_OBJECTS = 5_000
 GCS_OBJECTS = 300
 GCS_PAGE = 20
 HTTP_URLS = 200
@@ -96,15 +96,6 @@ def runs_under_faults(proxy: FaultProxy, scan: Callable[[], object], baseline: o
 
 
 # -- servers behind proxies -------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def s3_big(s3_server: S3Server) -> str:
-    """A bucket holding `big/part-<j>/obj-<i>.bin`: 5,000 objects in 10 sub-folders (seeded once)."""
-    bucket = s3_server.create_bucket()
-    objects = {f"big/part-{i % 10}/obj-{i:05d}.bin": f"object {i}".encode() for i in range(S3_OBJECTS)}
-    s3_server.put_objects(bucket, objects, workers=24)
-    return bucket
 
 
 @pytest.fixture(scope="module")
