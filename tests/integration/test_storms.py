@@ -63,9 +63,8 @@ def weather(
     stats = proxy.configure(FaultPlan())
     assert got == want
     assert stats.total_faults > 0
-    line = (
-        f"{what}: {calm:.2f} s fault-free, {stormy:.2f} s through a {plan.window:g} s storm (+{stormy - calm:.2f} s; {stats})"
-    )
+    cost = f"+{stormy - calm:.2f} s; {stats}"
+    line = f"{what}: {calm:.2f} s fault-free, {stormy:.2f} s through a {plan.window:g} s storm ({cost})"
     print(line)
     record_property(what, line)
 
