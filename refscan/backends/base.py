@@ -187,7 +187,10 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def read(self, uri: RefURI) -> AsyncIterator[bytes]:
-        """The bytes of the object `uri` (at `uri.version` when pinned), streamed in chunks."""
+        """The bytes of the object `uri` (at `uri.version` when pinned), streamed in chunks, all from one version:
+        a connection dropped mid-body resumes from the last byte received, pinned to what was first served;
+        `ResumeRefused` when it cannot (the object changed), for the caller to read again from the start
+        (`read_restarting`)."""
 
     async def part_size(self, uri: RefURI) -> int | None:
         """The part size of a multipart upload (to recompute its ETag from the bytes); None when the backend
