@@ -30,7 +30,7 @@ SEED = 1914
 LOG_KILLS = 3
 WRITERS = 6
 KILLED = 2
-BATCHES = 60
+BATCHES = 40
 
 
 @contextmanager
