@@ -11,14 +11,16 @@ from __future__ import annotations
 import os
 import re
 import secrets
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
 
 from .backends import Backend
+from .backends.base import read_restarting
 from .errors import ChecksumMismatch, DownloadError, NotFound, RefscanError, UnsafePath
-from .fingerprint import ContentHasher, Fingerprint, Match
+from .fingerprint import ContentHasher, DeepCheck, Fingerprint, Match
 from .manifest import ManifestEntry, ManifestSource, as_manifest
 from .naming import PathIndex, check_clashes
 from .options import Options
@@ -95,14 +97,18 @@ async def _fetch(backend: Backend, source: Recorded, entry: ManifestEntry, root:
     if await anyio.to_thread.run_sync(_holds, target, source.fingerprint, parts):
         return
     await anyio.to_thread.run_sync(_make_parent, root, target)
-    hasher = ContentHasher(source.fingerprint, part_size=parts)
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
-    try:
-        async with await anyio.open_file(tmp, "xb") as f:
-            async for chunk in backend.read(source.uri):
+
+    async def write_part(chunks: AsyncIterator[bytes]) -> DeepCheck:
+        hasher = ContentHasher(source.fingerprint, part_size=parts)
+        async with await anyio.open_file(tmp, "wb") as f:
+            async for chunk in chunks:
                 hasher.update(chunk)
                 await f.write(chunk)
-        check = hasher.check()
+        return hasher.check()
+
+    try:
+        check = await read_restarting(backend, source.uri, write_part)
         if check.match is Match.DIFFERENT:
             raise ChecksumMismatch(f"{entry.path}: {check.detail}; not written")
         os.replace(tmp, target)

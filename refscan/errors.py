@@ -47,6 +47,11 @@ class BackendError(RefscanError):
     """The store could not be reached or kept failing after retries (network, throttling, 5xx)."""
 
 
+class ResumeRefused(BackendError):
+    """A read that dropped mid-body could not resume on the same bytes: the object changed since the read
+    began, or the server gives no validator to pin them. Reading again from the start may succeed."""
+
+
 class InvalidName(RefscanError, ValueError):
     """An artifact name or entry path that breaks the naming rules."""
 
@@ -94,6 +99,11 @@ class InvalidInventory(RefscanError, ValueError):
 
 class InvalidSource(RefscanError, ValueError):
     """Text that names neither a manifest file nor a store version (`NAME:VER`)."""
+
+
+class StoreError(RefscanError):
+    """The store's database cannot be used: not a refscan store (corrupt, or another program's file), or the
+    disk refused a write (full, file-size limit, I/O error). The message names the file."""
 
 
 class CheckpointError(RefscanError, ValueError):

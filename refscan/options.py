@@ -19,7 +19,7 @@ class RetryPolicy:
     """How every backend retries throttling, 5xx, timeouts and dropped connections.
 
     `max_attempts` counts the first try. Waits start at `backoff` seconds and double per attempt, with jitter
-    (50-100 %); a server's Retry-After replaces the computed wait; no wait exceeds `max_backoff`. S3 hands
+    (50-100 %); a server's Retry-After makes a wait longer, never shorter; no wait exceeds `max_backoff`. S3 hands
     `max_attempts` to botocore's retry mode `s3_mode` ("adaptive" also rate-limits the client when throttled).
     """
 

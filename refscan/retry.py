@@ -1,7 +1,7 @@
 """The one retry loop of the backends that do their own requests (HTTP, GCS), on tenacity.
 
 A request attempt raises `Retryable` for a failure worth another try (throttling, 5xx, timeout, reset);
-`retrying` waits by the `RetryPolicy` (exponential backoff with jitter, or the server's Retry-After, capped)
+`retrying` waits by the `RetryPolicy` (exponential backoff with jitter, at least the server's Retry-After, capped)
 and tries again, up to `max_attempts` in all, then re-raises the last `Retryable` for the backend to map.
 The caller holds its concurrency limiter inside an attempt only, never while waiting.
 """
@@ -32,11 +32,13 @@ class Retryable(Exception):
 
 
 def backoff_delay(policy: RetryPolicy, attempt: int, retry_after: float | None = None) -> float:
-    """The wait after failed attempt number `attempt` (1-based)."""
+    """The wait after failed attempt number `attempt` (1-based): the exponential backoff, but never shorter
+    than the server's Retry-After (a server asking for 1 s again and again must not use up every attempt
+    within a few seconds of a storm), capped at `max_backoff`."""
+    delay = min(policy.max_backoff, policy.backoff * 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0)
     if retry_after is not None:
-        return max(0.0, min(policy.max_backoff, retry_after))
-    delay = min(policy.max_backoff, policy.backoff * 2.0 ** (attempt - 1))
-    return max(0.0, delay * random.uniform(0.5, 1.0))
+        delay = max(delay, min(policy.max_backoff, retry_after))
+    return max(0.0, delay)
 
 
 async def retrying(policy: RetryPolicy, attempt: Callable[[], Awaitable[T]], *, event: str, **context: object) -> T:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from .backends import Backend
+from .backends.base import read_restarting
 from .errors import InvalidURI, NotFound, RefscanError
 from .fingerprint import ContentHasher, DeepCheck, Fingerprint, Match, compare
 from .manifest import ManifestEntry, ManifestSource, as_manifest
@@ -114,10 +115,15 @@ class VerifyReport:
 
 async def read_and_check(backend: Backend, rec: Recorded) -> DeepCheck:
     """Stream the recorded object's bytes through a `ContentHasher` and check them against its fingerprint."""
-    hasher = ContentHasher(rec.fingerprint, part_size=await part_size(backend, rec))
-    async for chunk in backend.read(rec.uri):
-        hasher.update(chunk)
-    return hasher.check()
+    parts = await part_size(backend, rec)
+
+    async def check(chunks: AsyncIterator[bytes]) -> DeepCheck:
+        hasher = ContentHasher(rec.fingerprint, part_size=parts)
+        async for chunk in chunks:
+            hasher.update(chunk)
+        return hasher.check()
+
+    return await read_restarting(backend, rec.uri, check)
 
 
 def _result(

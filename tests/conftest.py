@@ -13,7 +13,7 @@ from tests.servers.apps import serve_app_fixture
 from tests.servers.azure import azure_container, azure_options, azurite, no_azure_env
 from tests.servers.gcs import gcs_bucket, gcs_env, gcs_server, gcs_versioned_bucket
 from tests.servers.nginx import nginx_server
-from tests.servers.s3 import s3_bucket, s3_env, s3_server, s3_versioned_bucket
+from tests.servers.s3 import s3_big, s3_bucket, s3_env, s3_server, s3_versioned_bucket
 from tests.servers.seaweed import seaweed_server
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "gcs_versioned_bucket",
     "nginx_server",
     "no_azure_env",
+    "s3_big",
     "s3_bucket",
     "s3_env",
     "s3_server",

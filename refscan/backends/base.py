@@ -13,19 +13,22 @@ from __future__ import annotations
 import abc
 import builtins
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import anyio
 
-from ..errors import InvalidURI, Unsupported
+from ..errors import InvalidURI, ResumeRefused, Unsupported
+from ..events import logger
 from ..fingerprint import ETAG, VERSION, WEAK_ETAG, Fingerprint
 from ..meta import ObjectMeta
 from ..options import Options
 from ..protection import BucketProtection, ObjectState
 from ..uri import RefURI, shown
 from .keyspace import KeyRange, RangeListing
+
+T = TypeVar("T")
 
 _BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,221}$")
 
@@ -189,7 +192,10 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def read(self, uri: RefURI) -> AsyncIterator[bytes]:
-        """The bytes of the object `uri` (at `uri.version` when pinned), streamed in chunks."""
+        """The bytes of the object `uri` (at `uri.version` when pinned), streamed in chunks, all from one version:
+        a connection dropped mid-body resumes from the last byte received, pinned to what was first served;
+        `ResumeRefused` when it cannot (the object changed), for the caller to read again from the start
+        (`read_restarting`)."""
 
     async def protection(self, bucket: str) -> BucketProtection:
         """What keeps the objects of `bucket` alive: versioning, lifecycle rules, locks and retention (read once
@@ -211,6 +217,16 @@ class Backend(abc.ABC):
         """The part size of a multipart upload (to recompute its ETag from the bytes); None when the backend
         has no such notion or the object is a single part."""
         return None
+
+
+async def read_restarting(backend: Backend, uri: RefURI, consume: Callable[[AsyncIterator[bytes]], Awaitable[T]]) -> T:
+    """`await consume(backend.read(uri))`; once more from the first byte when the read dropped and could not
+    resume on the same bytes (`ResumeRefused`), so `consume` must start afresh on each call."""
+    try:
+        return await consume(backend.read(uri))
+    except ResumeRefused as exc:
+        logger().debug("read.restart", reason=str(exc))
+    return await consume(backend.read(uri))
 
 
 class BucketBackend(Backend):

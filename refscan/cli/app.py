@@ -1,5 +1,6 @@
 """The `refscan` click group: global options, logging, and turning errors into one line and an exit code
-(0 success, 1 drift or a failed operation, 2 bad usage, 130/143 interrupted/terminated). `main()` is the
+(0 success, 1 drift, a failed operation or a passed --timeout, 2 bad usage, 130/143/129 interrupted/
+terminated/hung up). `main()` is the
 console entry point."""
 
 from __future__ import annotations
@@ -28,18 +29,42 @@ from .scan import scan
 USAGE_ERRORS = (InvalidURI, InvalidName, InvalidSource)
 _CLICK_FLOW = (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort)
 
-_terminated = False
+#: Why the run is being stopped, once a signal or the deadline asked for it: (message, exit code).
+_stopped: tuple[str, int] | None = None
+_STOPS = {signal.SIGTERM: ("terminated", 143), signal.SIGHUP: ("hung up", 129)}
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM (`timeout`, `kill`, a cancelled CI job) is handled as Ctrl-C, so the same cleanup runs: the scan
-    or download task is cancelled and no `.part` or half-written `-o` file is left behind."""
-    global _terminated
-    _terminated = True
+def _stop(reason: tuple[str, int], frame: FrameType | None) -> None:
+    """Stop the run as Ctrl-C does, so the same cleanup runs: the scan or download task is cancelled and no
+    `.part`, half-written `-o` file or half-made store change is left behind."""
+    global _stopped
+    _stopped = reason
     on_sigint = signal.getsignal(signal.SIGINT)
     if not callable(on_sigint):  # SIGINT ignored (a background job): still stop
         raise KeyboardInterrupt
     on_sigint(signal.SIGINT, frame)  # asyncio's runner cancels its main task; Python's default raises
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (`timeout`, `kill`, a cancelled CI job) and SIGHUP (the terminal or SSH session closed)."""
+    _stop(_STOPS[signal.Signals(signum)], frame)
+
+
+def _start_deadline(ctx: click.Context, seconds: float) -> None:
+    """`--timeout`: SIGALRM after `seconds` stops the run like Ctrl-C, with exit code 1; the timer is
+    cleared when the command ends."""
+
+    def on_alarm(signum: int, frame: FrameType | None) -> None:
+        _stop((f"the --timeout deadline of {seconds:g} s passed before the command finished", 1), frame)
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+
+    def clear() -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+    ctx.call_on_close(clear)
 
 
 class RefscanGroup(click.Group):
@@ -60,7 +85,7 @@ class RefscanGroup(click.Group):
             fail(str(exc), 1)
         except KeyboardInterrupt:
             self._maybe_trace(ctx)
-            fail(*(("terminated", 143) if _terminated else ("interrupted", 130)))
+            fail(*(_stopped or ("interrupted", 130)))
         except Exception as exc:
             if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
                 raise  # click closes a broken pipe quietly
@@ -100,6 +125,12 @@ def configure_logging(log_format: str, verbose: int, quiet: bool) -> None:
 @click.option("--profile", help="AWS profile.")
 @click.option("--anonymous", is_flag=True, help="Unsigned S3 requests (public buckets).")
 @click.option("--concurrency", type=click.IntRange(1, 4096), default=64, show_default=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, 2_000_000, min_open=True),
+    metavar="SECONDS",
+    help="Deadline for the whole command: past it everything is cancelled, nothing partial is kept, exit 1.",
+)
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: only on a terminal).")
 @click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
 @click.option("-v", "--verbose", count=True, help="Debug events and tracebacks.")
@@ -112,6 +143,7 @@ def cli(
     profile: str | None,
     anonymous: bool,
     concurrency: int,
+    timeout: float | None,
     progress: bool | None,
     log_format: str,
     verbose: int,
@@ -121,7 +153,11 @@ def cli(
 
     The local store (log, versions, ls, NAME:VER sources) lives in $REFSCAN_HOME, else ./.refscan.
     """
+    global _stopped
+    _stopped = None
     configure_logging(log_format, verbose, quiet)
+    if timeout is not None:
+        _start_deadline(ctx, timeout)
     s3 = S3Options(endpoint_url=endpoint_url, region=region, profile=profile, anonymous=anonymous)
     ctx.obj = Context(Options(concurrency=concurrency, s3=s3), progress, verbose, quiet)
 
@@ -132,5 +168,6 @@ for _command in (scan, verify, guard, download, diff, log_command, versions, ls_
 
 def main() -> None:
     """Console entry point."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    for signum in _STOPS:
+        signal.signal(signum, _on_signal)
     cli(prog_name="refscan")

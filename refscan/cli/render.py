@@ -1,8 +1,9 @@
-"""What commands print: rich tables, JSON and JSON Lines on stdout, the atomic `-o FILE` writer, and the
+"""What commands print: rich tables, JSON and JSON Lines on stdout, the `-o FILE` writer, and the
 one-line error on stderr."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -16,6 +17,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import RefscanError
 from ..manifest import ManifestEntry
 from ..verify import VerifyResult
 
@@ -87,19 +89,34 @@ def jsonl_line(entry: ManifestEntry) -> str:
 # -- output files ----------------------------------------------------------------------------------------------
 
 
+#: What a write raises when the disk refuses more bytes: full, over a quota, past the file-size limit, I/O error.
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
 @contextmanager
 def open_output(output: str | None) -> Iterator[TextIO]:
-    """stdout, or FILE written atomically: the text goes to a hidden temporary file beside it, renamed into
-    place only when the block exits without an exception (and removed otherwise)."""
-    if output is None:
+    """Where a command's results go: stdout for None or `-`; a device, FIFO or socket (`/dev/null`, a named
+    pipe) written straight into; else a regular FILE written atomically: the text goes to a hidden temporary
+    file beside it, renamed into place only when the block exits without an exception (and removed otherwise,
+    leaving an existing FILE as it was). A full disk or a file-size limit is a `RefscanError` naming FILE."""
+    if output is None or output == "-":
         yield sys.stdout
         sys.stdout.flush()
         return
     target = Path(output)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            yield f
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+        if target.exists() and not target.is_file():
+            with open(target, "w", encoding="utf-8") as f:
+                yield f
+            return
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                yield f
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    except OSError as exc:
+        if exc.errno not in _DISK_ERRNOS:
+            raise
+        raise RefscanError(f"cannot write {output}: {exc.strerror}; it was left as it was") from None

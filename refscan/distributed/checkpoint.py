@@ -15,11 +15,12 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..backends.keyspace import KeyRange
-from ..errors import CheckpointError
+from ..errors import CheckpointError, RefscanError
 from ..manifest import ManifestEntry
 from ..options import Options
 from ..scan import ScanRequest
@@ -126,31 +127,42 @@ class Checkpoint:
     def close(self) -> None:
         self.db.close()
 
+    @contextmanager
+    def _damaged(self) -> Iterator[None]:
+        """Whatever a damaged file makes reading it raise, as one `CheckpointError` naming the file."""
+        try:
+            yield
+        except CheckpointError:
+            raise
+        except (sqlite3.Error, ValueError, KeyError, TypeError, AttributeError, RefscanError) as exc:
+            raise CheckpointError(f"{self.path}: damaged checkpoint ({type(exc).__name__}: {exc})") from None
+
     # -- reading -------------------------------------------------------------------------------------------------
 
     def pending(self) -> list[tuple[int, Unit]]:
         """The units still to do, in the order they were planned."""
-        try:
+        with self._damaged():
             rows = self.db.execute("SELECT id, unit FROM units WHERE state = 'pending' ORDER BY id").fetchall()
             return [(int(uid), _unit(text)) for uid, text in rows]
-        except (sqlite3.Error, ValueError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"{self.path}: damaged checkpoint ({exc})") from None
 
     def empty(self) -> bool:
         """Nothing planned yet (a new checkpoint)."""
-        return bool(self.db.execute("SELECT COUNT(*) FROM units").fetchone()[0] == 0)
+        with self._damaged():
+            return bool(self.db.execute("SELECT COUNT(*) FROM units").fetchone()[0] == 0)
 
     def states(self) -> dict[int, dict[str, Any]]:
-        rows = self.db.execute("SELECT request, state FROM requests").fetchall()
-        return {int(r): json.loads(s) for r, s in rows}
+        """Each request's saved state (a JSON object), by request number."""
+        with self._damaged():
+            states = {int(r): json.loads(s) for r, s in self.db.execute("SELECT request, state FROM requests")}
+            if not all(isinstance(v, dict) for v in states.values()):
+                raise ValueError("a request state is not a JSON object")
+            return states
 
     def entries(self) -> Iterator[tuple[int, list[ManifestEntry]]]:
         """(request, entries) of every finished unit, in the order they were recorded."""
-        try:
+        with self._damaged():
             for request, data in self.db.execute("SELECT request, data FROM entries ORDER BY rowid"):
                 yield int(request), [ManifestEntry.from_dict(e.pop("path"), e) for e in json.loads(data)]
-        except (sqlite3.Error, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise CheckpointError(f"{self.path}: damaged checkpoint ({exc})") from None
 
     # -- writing -------------------------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from ..errors import RefscanError
+from ..errors import RefscanError, StoreError
 
 T = TypeVar("T")
 
@@ -74,17 +74,30 @@ _SCHEMA = (
 )
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
+_TABLES = frozenset({"artifacts", "versions", "entries", "aliases", "groups", "group_entries"})
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
     message = str(exc).lower()
-    return "locked" in message or "busy" in message
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in message or "busy" in message)
+
+
+def _store_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    """The one-line error for a database failure that retrying cannot cure, naming the file."""
+    name = "_".join(str(getattr(exc, "sqlite_errorname", "")).split("_")[:2])  # SQLITE_IOERR_WRITE: SQLITE_IOERR
+    if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+        return StoreError(f"{path} is not a usable refscan store ({exc}): restore it from a backup or move it away")
+    if name in ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY"):
+        return StoreError(f"{path}: cannot write the store ({exc}); nothing of this change was recorded")
+    return StoreError(f"{path}: the store failed ({type(exc).__name__}: {exc})")
 
 
 class Database:
     """The SQLite file at `path`, opened on first use (creating the schema) and again in a forked child.
 
     `timeout` (seconds) is how long a call waits for another writer's lock before retrying, and again how
-    long it keeps retrying before the `sqlite3.OperationalError` propagates. Safe to share between threads:
-    one connection per process, used under a lock.
+    long it keeps retrying before `StoreError` is raised (as for every other SQLite failure). Safe to share
+    between threads: one connection per process, used under a lock.
     """
 
     def __init__(self, path: Path, timeout: float) -> None:
@@ -97,7 +110,10 @@ class Database:
     def open(self) -> None:
         """Connect now (creating the schema), rather than on the first `run`."""
         with self._lock:
-            self._connection()
+            try:
+                self._connection()
+            except sqlite3.Error as exc:
+                raise _store_error(self.path, exc) from None
 
     def close(self) -> None:
         """Close this process's connection (the next `run` reopens it)."""
@@ -111,17 +127,32 @@ class Database:
         raises. The whole transaction is retried while the database is busy, so `fn` must have no effects
         outside it."""
         with self._lock:
-            return self._transact(self._connection(), fn, write=write)
+            try:
+                return self._transact(self._connection(), fn, write=write)
+            except sqlite3.Error as exc:
+                raise _store_error(self.path, exc) from None
 
     def _connection(self) -> sqlite3.Connection:
         """This process's connection (call with the lock held); opens it and creates the schema first."""
         if self._conn is None or self._pid != os.getpid():
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
-            self._retrying(lambda: conn.execute("PRAGMA journal_mode = WAL"))
-            conn.execute("PRAGMA foreign_keys = ON")
-            self._transact(conn, self._create_schema, write=True)
+            try:
+                self._retrying(lambda: self._refuse_foreign(conn))  # before WAL mode rewrites the header
+                self._retrying(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+                conn.execute("PRAGMA foreign_keys = ON")
+                self._transact(conn, self._create_schema, write=True)
+            except BaseException:
+                conn.close()
+                raise
             self._conn, self._pid = conn, os.getpid()
         return self._conn
+
+    def _refuse_foreign(self, conn: sqlite3.Connection) -> None:
+        """Raise `StoreError`, changing nothing, when the file is another program's SQLite database."""
+        (found,) = conn.execute("PRAGMA user_version").fetchone()
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if found == 0 and tables - _TABLES:
+            raise StoreError(f"{self.path} is an SQLite file of another program, not a refscan store; move it away")
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
         (found,) = conn.execute("PRAGMA user_version").fetchone()
@@ -153,7 +184,7 @@ class Database:
         while True:
             try:
                 return call()
-            except sqlite3.OperationalError as exc:
+            except sqlite3.Error as exc:
                 if not _is_busy(exc) or time.monotonic() >= deadline:
                     raise
             time.sleep(delay)

@@ -12,9 +12,10 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 from ..artifact import LocalFile
-from ..errors import SourceChanged
+from ..errors import SourceChanged, StoreError
 
 _COPY_CHUNK = 1 << 20
 
@@ -41,18 +42,43 @@ def _copy_checked(local: LocalFile, target: Path, path: str) -> None:
     try:
         h = hashlib.md5()
         with os.fdopen(fd, "wb") as dst:
+            with _open_source(local, path) as src:
+                while chunk := _read(src, local, path):
+                    h.update(chunk)
+                    _write(dst, chunk, target)
             try:
-                with open(local.source, "rb") as src:
-                    while chunk := src.read(_COPY_CHUNK):
-                        h.update(chunk)
-                        dst.write(chunk)
+                dst.flush()
+                os.fsync(dst.fileno())
             except OSError as exc:
-                raise SourceChanged(f"{local.source} (artifact path {path!r}) cannot be read: {exc}") from None
-            dst.flush()
-            os.fsync(dst.fileno())
+                raise _write_error(target, exc) from None
         if base64.b64encode(h.digest()).decode("ascii") != local.digest:
             raise SourceChanged(f"{local.source} (artifact path {path!r}) changed since it was added; add it again")
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _open_source(local: LocalFile, path: str) -> BinaryIO:
+    try:
+        return open(local.source, "rb")  # the caller closes it
+    except OSError as exc:
+        raise SourceChanged(f"{local.source} (artifact path {path!r}) cannot be read: {exc}") from None
+
+
+def _read(src: BinaryIO, local: LocalFile, path: str) -> bytes:
+    try:
+        return src.read(_COPY_CHUNK)
+    except OSError as exc:
+        raise SourceChanged(f"{local.source} (artifact path {path!r}) cannot be read: {exc}") from None
+
+
+def _write(dst: BinaryIO, chunk: bytes, target: Path) -> None:
+    try:
+        dst.write(chunk)
+    except OSError as exc:
+        raise _write_error(target, exc) from None
+
+
+def _write_error(target: Path, exc: OSError) -> StoreError:
+    return StoreError(f"cannot write the store copy {target}: {exc.strerror or exc}; nothing was logged")

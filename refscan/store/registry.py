@@ -92,7 +92,7 @@ class _PendingPaths:
 class Store:
     """The local registry. `options` gives the S3/GCS endpoints used for `direct_url` (default: the
     environment); `timeout` is how long (seconds) a call waits for another writer's lock before retrying,
-    and again how long it keeps retrying before the `sqlite3.OperationalError` propagates.
+    and again how long it keeps retrying before `StoreError` is raised.
 
     Safe to share between threads (one connection, guarded by a lock) and between processes (each opens
     its own connection; a Store inherited through `fork` reconnects in the child).

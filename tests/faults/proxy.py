@@ -8,6 +8,7 @@ Faults (`FaultPlan.kinds`), injected in a `rate` fraction of the requests `Fault
 - "503": 503 SlowDown (S3 XML / GCS JSON / plain text error body, by `flavor`); the server is not asked.
 - "500": 500 InternalError, likewise.
 - "429": 429 Too Many Requests with `Retry-After: <plan.retry_after>`.
+  `retry_after_statuses` says which of these error answers carry Retry-After (429 only, by default).
 - "reset": the request is forwarded; the response headers (with the full Content-Length) and half the body are
   sent, then the connection is reset (RST). A response without a body is reset before anything is sent.
 - "stall": nothing is sent for `plan.stall` seconds (or until the client gives up), then the request is
@@ -15,6 +16,11 @@ Faults (`FaultPlan.kinds`), injected in a `rate` fraction of the requests `Fault
 - "truncate": the response body is cut in half and sent with a Content-Length that matches the cut body, so
   the response looks complete at the HTTP level (a truncated XML/JSON listing page). Requests whose
   response has no body are forwarded untouched (and not counted as faults).
+`window` (seconds, optional) limits faults to that long after `configure` (a storm that passes); `on_fault`
+is called (in the proxy's thread) with each faulted request, once its upstream answer is in hand and before
+anything reaches the client (a test can change the object between a cut and the client's retry); with
+`record` the stats keep every request seen (with its headers). `ProxyStats.bytes_sent` counts the body bytes
+sent to clients.
 Independently of faults, `latency` delays every response and `chunk_delay` paces forwarded bodies (slow
 downloads).
 
@@ -39,6 +45,7 @@ import re
 import socket
 import struct
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -73,11 +80,16 @@ _VERSIONS_QUERY = re.compile(r"(?:^|&)versions(?:=[^&]*)?(?:&|$)")
 
 @dataclass(frozen=True)
 class ProxyRequest:
-    """What a `FaultPlan.match` predicate sees: the method and the raw (still percent-encoded) path and query."""
+    """What a `FaultPlan.match` predicate sees: the method and the raw (still percent-encoded) path and query,
+    and the request headers (ignored by the fault decision)."""
 
     method: str
     path: str
     query: str
+    headers: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
 
     @property
     def key(self) -> str:
@@ -104,9 +116,13 @@ class FaultPlan:
     latency: float = 0.0
     stall: float = 30.0
     retry_after: str = "1"
+    retry_after_statuses: tuple[int, ...] = (429,)
     chunk_size: int = 64 * 1024
     chunk_delay: float = 0.0
     max_faults: int | None = None
+    window: float | None = None
+    on_fault: Callable[[ProxyRequest], None] | None = None
+    record: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.kinds) - set(FAULT_KINDS)
@@ -123,6 +139,8 @@ class ProxyStats:
     requests: int = 0
     faults: Counter[str] = field(default_factory=Counter)
     cache_hits: int = 0
+    bytes_sent: int = 0
+    seen: list[ProxyRequest] = field(default_factory=list)
 
     @property
     def total_faults(self) -> int:
@@ -183,6 +201,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._stats = ProxyStats()
         self._seen: Counter[str] = Counter()
+        self._started = time.monotonic()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fault-proxy", daemon=True)
         self._runner: web.AppRunner | None = None
@@ -204,11 +223,15 @@ class FaultProxy:
             old, self._stats = self._stats, ProxyStats()
             self._seen = Counter()
             self._plan = plan
+            self._started = time.monotonic()
         return old
 
     def stats(self) -> ProxyStats:
         with self._lock:
-            return ProxyStats(self._stats.requests, Counter(self._stats.faults), self._stats.cache_hits)
+            stats = self._stats
+            return ProxyStats(
+                stats.requests, Counter(stats.faults), stats.cache_hits, stats.bytes_sent, list(stats.seen)
+            )
 
     def __enter__(self) -> FaultProxy:
         self._thread.start()
@@ -252,7 +275,11 @@ class FaultProxy:
         with self._lock:
             plan = self._plan
             self._stats.requests += 1
+            if plan.record:
+                self._stats.seen.append(req)
             if plan.rate <= 0.0 or (plan.match is not None and not plan.match(req)):
+                return plan, None
+            if plan.window is not None and time.monotonic() - self._started > plan.window:
                 return plan, None
             n = self._seen[req.key]
             self._seen[req.key] += 1
@@ -270,17 +297,25 @@ class FaultProxy:
         with self._lock:
             self._stats.faults[kind] += 1
 
+    async def _send(self, response: web.StreamResponse, data: bytes) -> None:
+        """Write body bytes to the client, counting them."""
+        with self._lock:
+            self._stats.bytes_sent += len(data)
+        await response.write(data)
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path, _, query = request.raw_path.partition("?")
-        req = ProxyRequest(request.method, path, query)
+        req = ProxyRequest(request.method, path, query, tuple(request.headers.items()))
         plan, fault = self._decide(req)
         body = await request.read()
         if plan.latency:
             await asyncio.sleep(plan.latency)
         if fault in ("503", "500", "429"):
+            if plan.on_fault is not None:
+                plan.on_fault(req)
             status = int(fault)
             payload, content_type = _error_body(self.flavor, status)
-            headers = {"Retry-After": plan.retry_after} if status == 429 else {}
+            headers = {"Retry-After": plan.retry_after} if status in plan.retry_after_statuses else {}
             return web.Response(status=status, body=payload, content_type=content_type, headers=headers)
         if fault == "stall":
             await asyncio.sleep(plan.stall)  # cancelled when the client hangs up (handler_cancellation)
@@ -302,7 +337,7 @@ class FaultProxy:
             await response.prepare(request)
             if request.method != "HEAD" and upstream.status not in (204, 304):
                 async for chunk in upstream.content.iter_chunked(plan.chunk_size):
-                    await response.write(chunk)
+                    await self._send(response, chunk)
                     if plan.chunk_delay:
                         await asyncio.sleep(plan.chunk_delay)
             await response.write_eof()
@@ -321,6 +356,9 @@ class FaultProxy:
         self, request: web.Request, plan: FaultPlan, fault: str | None, answer: _Answer
     ) -> web.StreamResponse:
         """Send a fully read upstream answer, applying a "reset" or "truncate" fault."""
+        if fault is not None and plan.on_fault is not None:
+            path, _, query = request.raw_path.partition("?")
+            plan.on_fault(ProxyRequest(request.method, path, query, tuple(request.headers.items())))
         response = _start_response(answer.status, answer.reason, answer.headers)
         payload = answer.body if request.method != "HEAD" and answer.status not in (204, 304) else b""
         if fault == "reset":
@@ -329,7 +367,7 @@ class FaultProxy:
                 return response
             response.content_length = len(payload)
             await response.prepare(request)
-            await response.write(payload[: len(payload) // 2])
+            await self._send(response, payload[: len(payload) // 2])
             _abort(request)
             return response
         if fault == "truncate" and payload:
@@ -338,7 +376,7 @@ class FaultProxy:
             response.content_length = len(payload)
         await response.prepare(request)
         for start in range(0, len(payload), plan.chunk_size):
-            await response.write(payload[start : start + plan.chunk_size])
+            await self._send(response, payload[start : start + plan.chunk_size])
             if plan.chunk_delay:
                 await asyncio.sleep(plan.chunk_delay)
         await response.write_eof()

@@ -8,13 +8,14 @@
 - Consistency: truncated listing pages (XML/JSON cut short with a matching Content-Length) never make a shorter
   result: the scan retries to the full result or raises.
 - Cancellation: `anyio.fail_after` / task cancel stop a scan promptly, with no task left and no request sent
-  afterwards; an interrupted download leaves no `.part` file; SIGINT or SIGTERM to the CLI leaves no partial
-  `-o` file and no `.part` file.
+  afterwards; an interrupted download leaves no `.part` file; SIGINT, SIGTERM or SIGHUP to the CLI leaves no
+  partial `-o` file, no `.part` file and the store as it was; `refscan --timeout` does the same at its deadline.
 
 There is no whole-operation deadline in `Options`: callers bound a call with `anyio.fail_after` (or
 `asyncio.timeout`), which these tests show to be prompt and clean; each request is bounded by its timeouts and
-`max_attempts`. The S3 proxy replays moto's answers after the first run (see `FaultProxy.cache`): faults are still
-injected on every delivery, but twenty 5,000-object scans no longer wait on moto's ~1 s per listing page.
+`max_attempts`. The CLI's `--timeout` is that deadline for a whole command. The S3 proxy replays moto's answers
+after the first run (see `FaultProxy.cache`): faults are still injected on every delivery, but twenty
+5,000-object scans no longer wait on moto's ~1 s per listing page.
 """
 
 from __future__ import annotations
@@ -44,13 +45,13 @@ from refscan.scan import Scanner
 from tests.faults import FaultPlan, FaultProxy, ProxyStats, is_listing
 from tests.servers import GCSServer, NginxServer, S3Server, unique_name
 from tests.servers.s3 import ACCESS_KEY, REGION, SECRET_KEY
+from tests.servers.s3 import S3_BIG_OBJECTS as S3_OBJECTS
 
 pytestmark = pytest.mark.integration
 
 RUNS = 20
 RATE = 0.10
 MIX = ("503", "500", "reset")
-S3_OBJECTS = 5_000
 GCS_OBJECTS = 300
 GCS_PAGE = 20
 HTTP_URLS = 200
@@ -95,15 +96,6 @@ def runs_under_faults(proxy: FaultProxy, scan: Callable[[], object], baseline: o
 
 
 # -- servers behind proxies -------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def s3_big(s3_server: S3Server) -> str:
-    """A bucket holding `big/part-<j>/obj-<i>.bin`: 5,000 objects in 10 sub-folders (seeded once)."""
-    bucket = s3_server.create_bucket()
-    objects = {f"big/part-{i % 10}/obj-{i:05d}.bin": f"object {i}".encode() for i in range(S3_OBJECTS)}
-    s3_server.put_objects(bucket, objects, workers=24)
-    return bucket
 
 
 @pytest.fixture(scope="module")
@@ -564,8 +556,12 @@ def cli_env(s3_proxy: FaultProxy, s3_server: S3Server, tmp_path: Path) -> dict[s
     )
 
 
-SIGNALS = [pytest.param(signal.SIGINT, id="SIGINT"), pytest.param(signal.SIGTERM, id="SIGTERM")]
-EXIT = {signal.SIGINT: (130, "refscan: error: interrupted"), signal.SIGTERM: (143, "refscan: error: terminated")}
+SIGNALS = [pytest.param(sig, id=sig.name) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)]
+EXIT = {
+    signal.SIGINT: (130, "refscan: error: interrupted"),
+    signal.SIGTERM: (143, "refscan: error: terminated"),
+    signal.SIGHUP: (129, "refscan: error: hung up"),
+}
 
 
 @pytest.mark.parametrize("sig", SIGNALS)
@@ -606,3 +602,63 @@ def test_interrupted_cli_download_leaves_no_part_files(
     assert (proc.returncode, stderr.strip()) == EXIT[sig], stderr
     assert part_files(out) == []
     assert [p for p in out.rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.parametrize("sig", SIGNALS)
+def test_interrupted_cli_log_leaves_the_store_as_it_was(
+    sig: signal.Signals, s3_proxy: FaultProxy, s3_big: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    s3_proxy.configure(FaultPlan())
+    subprocess.run(
+        [sys.executable, "-m", "refscan", "log", "ds", "--type", "dataset", f"s3://{s3_big}/big/part-0/"],
+        env=cli_env,
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
+    s3_proxy.configure(FaultPlan(latency=0.5, match=is_listing))
+    with cli_process(["log", "ds", "--type", "dataset", f"s3://{s3_big}/big"], cli_env, tmp_path) as proc:
+        wait_for(lambda: s3_proxy.stats().requests >= 3, 30, "the listing to start")
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=10)
+    assert (proc.returncode, stderr.strip()) == EXIT[sig], stderr
+    store = refscan.Store(Path(cli_env["REFSCAN_HOME"]))
+    assert [v.ref for v in store.versions("ds")] == ["ds:v0"]
+    assert len(store.get("ds:latest").manifest) == S3_OBJECTS // 10
+
+
+# -- --timeout -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["scan", "download", "log"])
+def test_timeout_cancels_the_command_and_writes_nothing(
+    command: str,
+    s3_proxy: FaultProxy,
+    s3_big: str,
+    s3_downloads: tuple[str, dict[str, bytes]],
+    cli_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    s3_proxy.configure(FaultPlan())
+    if command == "download":
+        bucket, _ = s3_downloads
+        manifest = tmp_path / "manifest.json"
+        Manifest(refscan.scan(f"s3://{bucket}/blobs/", options=s3_options(s3_proxy))).dump(manifest)
+        args = ["download", str(manifest), "out"]
+        s3_proxy.configure(FaultPlan(chunk_size=16 * 1024, chunk_delay=0.05))
+    else:
+        scan_args = ["scan", f"s3://{s3_big}/big", "-o", "out.json"]
+        args = scan_args if command == "scan" else ["log", "ds", "--type", "t", f"s3://{s3_big}/big"]
+        s3_proxy.configure(FaultPlan(latency=0.5, match=is_listing))
+    started = time.monotonic()
+    with cli_process(["--timeout", "1.5", *args], cli_env, work) as proc:
+        _, stderr = proc.communicate(timeout=30)
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 1, stderr
+    assert stderr.strip() == "refscan: error: the --timeout deadline of 1.5 s passed before the command finished"
+    assert elapsed < 6
+    assert part_files(work) == []
+    assert [p for p in work.rglob("*") if p.is_file()] == []
+    assert not Path(cli_env["REFSCAN_HOME"]).exists() or not refscan.Store(Path(cli_env["REFSCAN_HOME"])).lineage()

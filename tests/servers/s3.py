@@ -21,8 +21,10 @@ from .util import start_or_unavailable
 __all__ = [
     "ACCESS_KEY",
     "REGION",
+    "S3_BIG_OBJECTS",
     "SECRET_KEY",
     "S3Server",
+    "s3_big",
     "s3_bucket",
     "s3_env",
     "s3_server",
@@ -53,6 +55,18 @@ def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> dict[str, st
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     return env
+
+
+S3_BIG_OBJECTS = 5_000
+
+
+@pytest.fixture(scope="session")
+def s3_big(s3_server: S3Server) -> str:
+    """A bucket holding `big/part-<j>/obj-<i>.bin`: 5,000 objects in 10 sub-folders of 500 (seeded once)."""
+    bucket = s3_server.create_bucket()
+    objects = {f"big/part-{i % 10}/obj-{i:05d}.bin": f"object {i}".encode() for i in range(S3_BIG_OBJECTS)}
+    s3_server.put_objects(bucket, objects, workers=24)
+    return bucket
 
 
 @pytest.fixture

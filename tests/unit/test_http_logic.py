@@ -129,6 +129,7 @@ def test_backoff_delay_grows_with_jitter_and_is_capped() -> None:
         nominal = min(4.0, 0.5 * 2 ** (attempt - 1))
         assert nominal / 2 <= d <= nominal
     assert backoff_delay(RetryPolicy(backoff=0.5, max_backoff=4.0), 1, retry_after=2.0) == 2.0
+    assert 2.0 <= backoff_delay(RetryPolicy(backoff=0.5, max_backoff=8.0), 4, retry_after=1.0) <= 4.0  # backoff wins
     assert backoff_delay(RetryPolicy(backoff=0.5, max_backoff=4.0), 1, retry_after=3600.0) == 4.0
 
 

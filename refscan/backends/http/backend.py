@@ -29,6 +29,7 @@ Entries (`ObjectMeta` and its codec)
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -36,7 +37,7 @@ from urllib.parse import unquote, urlsplit
 import aiohttp
 import anyio
 
-from ...errors import BackendError, InvalidURI
+from ...errors import BackendError, InvalidURI, ResumeRefused
 from ...events import logger
 from ...fingerprint import MD5
 from ...meta import ObjectMeta
@@ -163,19 +164,47 @@ class HTTPBackend(Backend):
             resp.release()
 
     async def read(self, uri: RefURI) -> AsyncIterator[bytes]:
+        """GET streamed in chunks. A connection dropped mid-body resumes from the last byte received with
+        `Range` and `If-Range: <the strong ETag first served>`, up to the retry policy's attempts; the server
+        answers 206 with the rest of the same representation, or 200 when it changed, which (like a first
+        response without a strong ETag) raises `ResumeRefused`: the read must start again from zero."""
         http = self.options.http
         # Downloads may take longer than `timeout` in total: bound connecting and each read instead.
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=http.timeout, sock_read=http.timeout)
-        resp, redirects = await self._client.request("GET", uri, None, timeout)
-        try:
-            if not 200 <= resp.status < 300:
-                raise_for_status(uri, resp, redirects)
+        shown_url = redact(uri.url)
+        attempts = max(1, self._client.policy.max_attempts)
+        headers: dict[str, str] = {}
+        offset = resumes = 0
+        while True:
+            resp, redirects = await self._client.request("GET", uri, headers, timeout)
             try:
-                async for chunk in resp.content.iter_chunked(CHUNK):
-                    yield chunk
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                raise BackendError(
-                    f"{redact(uri.url)}: connection lost while reading ({describe_exception(exc, http.timeout)})"
-                ) from None
-        finally:
-            resp.release()
+                if not 200 <= resp.status < 300:
+                    raise_for_status(uri, resp, redirects)
+                if offset and not _resumes_at(resp, offset):
+                    raise ResumeRefused(f"{shown_url}: the resource changed while it was being read")
+                etag = resp.headers.get("ETag")
+                try:
+                    async for chunk in resp.content.iter_chunked(CHUNK):
+                        offset += len(chunk)
+                        yield chunk
+                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                    failure = f"{shown_url}: connection lost while reading ({describe_exception(exc, http.timeout)})"
+                    if offset and not headers:
+                        if etag is None or etag.startswith("W/"):
+                            raise ResumeRefused(f"{failure}; no strong ETag to resume on") from None
+                        headers["If-Range"] = etag
+                    resumes += 1
+                    if resumes >= attempts:
+                        raise BackendError(failure) from None
+                    logger().debug("http.read.resume", url=shown_url, offset=offset, attempt=resumes)
+                    headers["Range"] = f"bytes={offset}-"
+                    continue
+            finally:
+                resp.release()
+            return
+
+
+def _resumes_at(resp: aiohttp.ClientResponse, offset: int) -> bool:
+    """True when `resp` is a 206 carrying the bytes from `offset` on (not a 200 with the whole, changed body)."""
+    found = re.match(r"bytes (\d+)-", resp.headers.get("Content-Range", ""))
+    return resp.status == 206 and found is not None and int(found.group(1)) == offset

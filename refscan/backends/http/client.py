@@ -189,6 +189,11 @@ class HTTPClient:
             max_attempts=http.max_attempts, backoff=http.backoff, max_backoff=http.max_backoff
         )
 
+    @property
+    def policy(self) -> RetryPolicy:
+        """The retry policy of this client (`Options.retry` with the `HTTPOptions` overrides)."""
+        return self._policy
+
     async def close(self) -> None:
         """Close the session (safe to call twice)."""
         session, self._session = self._session, None

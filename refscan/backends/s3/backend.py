@@ -33,7 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
 
+import aiohttp
 import anyio
+from botocore.exceptions import IncompleteReadError, ReadTimeoutError, ResponseStreamingError
 
 from ...concurrency import gather_map
 from ...errors import AccessDenied, NotFound, Unsupported
@@ -59,6 +61,15 @@ from .client import (
 from .listing import Cursor, Page, Walk, parse_v2_page, parse_versions_page
 
 CHUNK = 1 << 20
+#: What a GetObject body raises when the connection drops mid-body (worth resuming).
+_DROPPED = (
+    aiohttp.ClientError,
+    OSError,
+    TimeoutError,
+    ResponseStreamingError,
+    IncompleteReadError,
+    ReadTimeoutError,
+)
 BATCH = 1000
 HEAD_FALLBACK_BATCH = 256
 
@@ -241,22 +252,38 @@ class S3Backend(BucketBackend):
         return int(resp["ContentLength"])
 
     async def read(self, uri: RefURI) -> AsyncIterator[bytes]:
+        """GetObject streamed in chunks. A connection dropped mid-body resumes from the last byte received
+        with a Range request pinned to the version first served (`VersionId`, on versioned buckets) and its
+        ETag (`If-Match`), up to the retry policy's attempts; `ResumeRefused` when the object changed since."""
         target = self.format_uri(uri)
         params: dict[str, Any] = {"Bucket": uri.bucket, "Key": uri.key}
         if uri.version is not None:
             params["VersionId"] = uri.version
+        attempts = max(1, self.options.retry.with_overrides(max_attempts=self.options.s3.max_attempts).max_attempts)
         started = time.perf_counter()
-        resp = await self.client.request("GetObject", target, **params)
-        body = resp["Body"]
-        total = 0
-        async with body:
-            while True:
-                with self.client.errors("GetObject", target, uri.bucket, uri.version):
-                    chunk = await body.read(CHUNK)
-                if not chunk:
-                    break
-                total += len(chunk)
-                yield chunk
+        total = resumes = 0
+        while True:
+            resp = await self.client.request("GetObject", target, **params)  # If-Match failed: ResumeRefused
+            if not total:  # pin the rest of the read to what was first served
+                if version_id(resp.get("VersionId")) is not None:
+                    params["VersionId"] = resp["VersionId"]
+                if resp.get("ETag"):
+                    params["IfMatch"] = resp["ETag"]
+            body = resp["Body"]
+            try:
+                async with body:
+                    while chunk := await body.read(CHUNK):
+                        total += len(chunk)
+                        yield chunk
+            except _DROPPED as exc:
+                resumes += 1
+                if resumes >= attempts:
+                    with self.client.errors("GetObject", target, uri.bucket, uri.version):
+                        raise exc from None
+                logger().debug("s3.get.resume", bucket=uri.bucket, key=uri.key, offset=total, attempt=resumes)
+                params["Range"] = f"bytes={total}-"
+                continue
+            break
         logger().debug(
             "s3.get", bucket=uri.bucket, key=uri.key, bytes=total, elapsed=round(time.perf_counter() - started, 4)
         )

@@ -37,7 +37,7 @@ from botocore.exceptions import (
 )
 from botocore.loaders import Loader, create_loader
 
-from ...errors import AccessDenied, BackendError, InvalidURI, NotConfigured, NotFound, RefscanError
+from ...errors import AccessDenied, BackendError, InvalidURI, NotConfigured, NotFound, RefscanError, ResumeRefused
 from ...events import logger
 from ...options import Options
 from ...uri import redact
@@ -187,6 +187,8 @@ def translate_client_error(
         return NotFound(f"{target}: that version is a delete marker, not an object")
     if version is not None and status == 400 and code in ("400", "InvalidArgument"):
         return NotFound(f"{target}: no such version: {version!r} is not a valid version id for this object")
+    if code == "PreconditionFailed" or status == 412:  # only resumed reads send If-Match
+        return ResumeRefused(f"{target}: the object changed while it was being read (If-Match failed)")
     if code in _CREDENTIAL_CODES:
         return AccessDenied(
             f"{target}: {op} was rejected ({code}): check the AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID, "
