@@ -142,20 +142,21 @@ def _cpu() -> float:
 
 def job_scan(inventory: str | None, out: str | None) -> dict[str, Any]:
     """Entries of s3://synthetic/data/ from the inventory (or live, when `inventory` is None), streamed to a JSON
-    Lines file as the CLI's `--format jsonl` does (constant memory), or only counted."""
+    Lines file batch by batch as the CLI's `--format jsonl` does (constant memory), or only counted."""
     import anyio
 
-    import refscan
-    from refscan.cli.render import jsonl_line
+    from refscan.scan import Scanner
 
     count = 0
     sink = open(out or os.devnull, "w", encoding="utf-8")  # noqa: SIM115  (closed below)
 
     async def run() -> None:
         nonlocal count
-        async for entry in refscan.iter_scan(f"s3://{SOURCE_BUCKET}/data/", max_objects=10**9, inventory=inventory):
-            sink.write(jsonl_line(entry))
-            count += 1
+        async with Scanner() as scanner:
+            uri = f"s3://{SOURCE_BUCKET}/data/"
+            async for batch in scanner.iter_scan_batches(uri, max_objects=10**9, inventory=inventory):
+                sink.write(batch.jsonl())
+                count += len(batch)
 
     cpu, started = _cpu(), time.perf_counter()
     with sink:

@@ -18,7 +18,7 @@ STORAGE_POLICY = "wandb-storage-policy-v1"
 MAX_SIZE = 1 << 62  # a sanity bound on `size` read from untrusted manifests
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ManifestEntry:
     """One entry: `path` inside the artifact, `ref` to the external object (None for stored files),
     `digest` (its fingerprint), `size` in bytes when known, and backend `extra` (etag, versionID, ...)."""
@@ -61,6 +61,41 @@ class ManifestEntry:
         if not isinstance(extra, Mapping):
             raise ManifestError(f"manifest entry {path!r}: extra must be an object")
         return cls(path=path, digest=digest, ref=ref, size=size, extra=dict(extra))
+
+
+def jsonl_line(entry: ManifestEntry) -> str:
+    """One JSON Lines row: the entry's manifest fields with its path first."""
+    return json.dumps({"path": entry.path, **entry.to_dict()}, ensure_ascii=False) + "\n"
+
+
+class EntryBatch(Protocol):
+    """Entries found together (one listing page, one batch of inventory rows), however they are held."""
+
+    def __len__(self) -> int: ...
+
+    def entries(self) -> list[ManifestEntry]:
+        """The entries as objects."""
+        ...
+
+    def jsonl(self) -> str:
+        """The entries as JSON Lines, each line equal to `jsonl_line` of its entry."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class EntryList:
+    """An `EntryBatch` of entry objects."""
+
+    items: list[ManifestEntry]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def entries(self) -> list[ManifestEntry]:
+        return self.items
+
+    def jsonl(self) -> str:
+        return "".join(map(jsonl_line, self.items))
 
 
 def manifest_digest(entries: Iterable[ManifestEntry]) -> str:

@@ -18,9 +18,11 @@ import anyio
 
 from ..backends.base import is_folder_marker
 from ..errors import InvalidInventory, NotFound, RefscanError
+from ..manifest import EntryBatch, EntryList, ManifestEntry
 from ..meta import ObjectMeta
 from ..session import Session
 from ..uri import RefURI
+from .columns import s3_columns
 from .files import DataFiles, load_manifest
 from .manifest import InventoryManifest
 from .readers import (
@@ -67,8 +69,7 @@ def row_reader(kind: str) -> Callable[[Row], ObjectMeta]:
 
         return s3_meta
 
-    from ..backends.gcs.backend import _object_meta
-    from ..backends.gcs.client import _Failure
+    from ..backends.gcs.backend import object_meta
 
     def gcs_meta(row: Row) -> ObjectMeta:
         resource = {
@@ -80,10 +81,7 @@ def row_reader(kind: str) -> Callable[[Row], ObjectMeta]:
             "crc32c": row.get(CRC32C),
             "metageneration": row.get(METAGENERATION),
         }
-        try:
-            return _object_meta(resource)
-        except _Failure as exc:
-            raise ValueError(exc.message) from None
+        return object_meta(resource)  # its MalformedResource is a ValueError
 
     return gcs_meta
 
@@ -214,21 +212,51 @@ class Inventory:
             raise NotFound(f"{uri}: not in the inventory {self.location} of {self.created}{scope}")
         return meta
 
-    async def list(self, folder: RefURI, limit: int) -> AsyncGenerator[list[ObjectMeta], None]:
-        """The current objects under `folder` in batches, markers skipped, at most `limit` in all."""
-        self._require(folder)
-        if limit <= 0:
-            return
-        left = limit
+    async def _current(self, folder: RefURI) -> AsyncIterator[Any]:
+        """Record batches of the current objects' rows under `folder` (markers included)."""
         async for batch in self._batches(prefix=folder.key or None):
             mask = self._current_mask(batch)
             rows = batch.filter(mask) if mask is not None else batch
-            found = [self._to_meta(r) for r in self._rows(rows) if not is_folder_marker(r[KEY], r[SIZE])]
-            if len(found) >= left:
-                yield found[:left]
+            if rows.num_rows:
+                yield rows
+
+    def _metas(self, rows: Any) -> list[ObjectMeta]:
+        """The objects of `rows`, folder markers skipped."""
+        return [self._to_meta(r) for r in self._rows(rows) if not is_folder_marker(r[KEY], r[SIZE])]
+
+    async def list(self, folder: RefURI, limit: int) -> AsyncGenerator[list[ObjectMeta], None]:
+        """The current objects under `folder` in batches, markers skipped, at most `limit` in all."""
+        self._require(folder)
+        left = limit
+        async for rows in self._current(folder):
+            if left <= 0:
                 return
+            found = self._metas(rows)[:left]
             left -= len(found)
             if found:
+                yield found
+
+    async def list_entries(
+        self, folder: RefURI, limit: int, name: str | None, entry: Callable[[ObjectMeta], ManifestEntry]
+    ) -> AsyncGenerator[EntryBatch, None]:
+        """What a folder scan of `folder` with `name` finds, as entry batches, at most `limit` in all: `entry`
+        is the scan's rule for one object; S3 rows it would only copy fields of are built column by column
+        (`refscan.inventory.columns`), the others through `entry`."""
+        self._require(folder)
+        ref_head = folder.backend.entry_ref(folder, ObjectMeta("", None))
+        left = limit
+        async for rows in self._current(folder):
+            if left <= 0:
+                return
+            found: EntryBatch
+            if self.manifest.kind == "s3":
+                columns, others = s3_columns(rows, folder.key, name, ref_head)
+                columns.others = [entry(meta) for meta in self._metas(others)]
+                found = columns.head(left) if len(columns) > left else columns
+            else:
+                found = EntryList([entry(meta) for meta in self._metas(rows)][:left])
+            left -= len(found)
+            if len(found):
                 yield found
 
     # -- verification -------------------------------------------------------------------------------------
