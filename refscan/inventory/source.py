@@ -10,7 +10,7 @@ marker; a current-only inventory's rows are all latest (and carry no version ids
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,13 +149,17 @@ class Inventory:
 
     # -- rows --------------------------------------------------------------------------------------------
 
-    async def _batches(self, *, prefix: str | None = None, keys: Sequence[str] | None = None) -> AsyncIterator[Any]:
+    async def _batches(
+        self, *, prefix: str | None = None, keys: Any = None, between: tuple[str, str] | None = None
+    ) -> AsyncIterator[Any]:
         """Matching rows of every data file, file by file; each file is checked before its rows are read. A GCS
         report must hold as many rows as its manifest says it processed."""
         stats: dict[str, int] = {}
         for file in self.manifest.files:
             path = await self.files.path(file)
-            batches: Iterator[Any] = read_batches(path, self.manifest, file.name, prefix=prefix, keys=keys, stats=stats)
+            batches: Iterator[Any] = read_batches(
+                path, self.manifest, file.name, prefix=prefix, keys=keys, between=between, stats=stats
+            )
             while (batch := await anyio.to_thread.run_sync(next, batches, None)) is not None:
                 self._check_bucket(batch, file.name)
                 yield batch
@@ -212,9 +216,12 @@ class Inventory:
             raise NotFound(f"{uri}: not in the inventory {self.location} of {self.created}{scope}")
         return meta
 
-    async def _current(self, folder: RefURI) -> AsyncIterator[Any]:
-        """Record batches of the current objects' rows under `folder` (markers included)."""
-        async for batch in self._batches(prefix=folder.key or None):
+    async def current_rows(
+        self, *, prefix: str | None = None, between: tuple[str, str] | None = None
+    ) -> AsyncIterator[Any]:
+        """Record batches (canonical columns) of the rows of current objects (folder markers too) whose key is
+        under `prefix` and/or `between` two keys (inclusive)."""
+        async for batch in self._batches(prefix=prefix, between=between):
             mask = self._current_mask(batch)
             rows = batch.filter(mask) if mask is not None else batch
             if rows.num_rows:
@@ -228,7 +235,7 @@ class Inventory:
         """The current objects under `folder` in batches, markers skipped, at most `limit` in all."""
         self._require(folder)
         left = limit
-        async for rows in self._current(folder):
+        async for rows in self.current_rows(prefix=folder.key or None):
             if left <= 0:
                 return
             found = self._metas(rows)[:left]
@@ -245,7 +252,7 @@ class Inventory:
         self._require(folder)
         ref_head = folder.backend.entry_ref(folder, ObjectMeta("", None))
         left = limit
-        async for rows in self._current(folder):
+        async for rows in self.current_rows(prefix=folder.key or None):
             if left <= 0:
                 return
             found: EntryBatch
