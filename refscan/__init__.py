@@ -24,7 +24,7 @@ from .errors import (
     UnsafePath,
     UnsupportedScheme,
 )
-from .manifest import Manifest, ManifestEntry
+from .manifest import EntryBatch, Manifest, ManifestEntry
 from .meta import ObjectMeta
 from .options import AzureOptions, GCSOptions, HTTPOptions, Options, RetryPolicy, S3Options
 from .scan import DEFAULT_MAX_OBJECTS, Scanner, ScanRequest, ascan, iter_scan, scan
@@ -45,6 +45,7 @@ __all__ = [
     "BucketBackend",
     "ChecksumMismatch",
     "DownloadError",
+    "EntryBatch",
     "FileRow",
     "GCSOptions",
     "HTTPOptions",
