@@ -1,11 +1,12 @@
-"""`Inventory`: an S3 Inventory or GCS inventory report read as a listing (the `stat` / `list` half of the
-backend contract, so the scan engine applies its own folder, limit and naming rules unchanged) and as an
-index that verify looks entries up in.
+"""`Inventory`: an S3 Inventory or GCS inventory report read as a listing (`stat`, and `list_entries`: what a
+folder scan finds, the scan engine passing its own rule for one object and its limit) and as an index that
+verify looks entries up in.
 
 Rows become `ObjectMeta` through the same functions that read the store's own listings (S3 `Contents` /
 `Versions` entries, GCS objects resources), so an object unchanged since the inventory was taken gives the
-entry a live scan gives. Only the latest row of a key counts as the object, and only when it is not a delete
-marker; a current-only inventory's rows are all latest (and carry no version ids).
+entry a live scan gives; S3 rows those rules only copy fields of are built column by column (`columns.py`).
+Only the latest row of a key counts as the object, and only when it is not a delete marker; a current-only
+inventory's rows are all latest (and carry no version ids).
 """
 
 from __future__ import annotations
@@ -203,7 +204,7 @@ class Inventory:
         except ValueError as exc:
             raise InvalidInventory(f"{self.location}: a row for key {row[KEY]!r} is unusable ({exc})") from None
 
-    # -- the listing half of the backend contract ---------------------------------------------------------
+    # -- listing ----------------------------------------------------------------------------------------------
 
     async def stat(self, uri: RefURI) -> ObjectMeta:
         """The object `uri` names (its pinned version when it has one), as the inventory saw it."""
@@ -230,18 +231,6 @@ class Inventory:
     def _metas(self, rows: Any) -> list[ObjectMeta]:
         """The objects of `rows`, folder markers skipped."""
         return [self._to_meta(r) for r in self._rows(rows) if not is_folder_marker(r[KEY], r[SIZE])]
-
-    async def list(self, folder: RefURI, limit: int) -> AsyncGenerator[list[ObjectMeta], None]:
-        """The current objects under `folder` in batches, markers skipped, at most `limit` in all."""
-        self._require(folder)
-        left = limit
-        async for rows in self.current_rows(prefix=folder.key or None):
-            if left <= 0:
-                return
-            found = self._metas(rows)[:left]
-            left -= len(found)
-            if found:
-                yield found
 
     async def list_entries(
         self, folder: RefURI, limit: int, name: str | None, entry: Callable[[ObjectMeta], ManifestEntry]
