@@ -142,20 +142,21 @@ def _cpu() -> float:
 
 def job_scan(inventory: str | None, out: str | None) -> dict[str, Any]:
     """Entries of s3://synthetic/data/ from the inventory (or live, when `inventory` is None), streamed to a JSON
-    Lines file as the CLI's `--format jsonl` does (constant memory), or only counted."""
+    Lines file batch by batch as the CLI's `--format jsonl` does (constant memory), or only counted."""
     import anyio
 
-    import refscan
-    from refscan.cli.render import jsonl_line
+    from refscan.scan import Scanner
 
     count = 0
     sink = open(out or os.devnull, "w", encoding="utf-8")  # noqa: SIM115  (closed below)
 
     async def run() -> None:
         nonlocal count
-        async for entry in refscan.iter_scan(f"s3://{SOURCE_BUCKET}/data/", max_objects=10**9, inventory=inventory):
-            sink.write(jsonl_line(entry))
-            count += 1
+        async with Scanner() as scanner:
+            uri = f"s3://{SOURCE_BUCKET}/data/"
+            async for batch in scanner.iter_scan_batches(uri, max_objects=10**9, inventory=inventory):
+                sink.write(batch.jsonl())
+                count += len(batch)
 
     cpu, started = _cpu(), time.perf_counter()
     with sink:
@@ -179,7 +180,7 @@ def job_verify(inventory: str | None, manifest_path: str) -> dict[str, Any]:
     manifest = refscan.Manifest.load(manifest_path)
     loaded = time.perf_counter() - started
     if inventory is None:  # the manifest's own footprint
-        return {"seconds": 0.0, "load_seconds": loaded, "entries": len(manifest)}
+        return {"seconds": loaded, "cpu": _cpu(), "load_seconds": loaded, "entries": len(manifest)}
     cpu, started = _cpu(), time.perf_counter()
     report = refscan.verify(manifest, inventory=inventory)
     return {
@@ -201,6 +202,15 @@ def _spawn(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]
             raise RuntimeError(f"{' '.join(args)} failed: {done.stderr[-2000:]}")
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         result["peak_rss_mb"] = round(json.loads(Path(usage.name).read_text())["maxrss_kb"] / 1024, 1)
+    return result
+
+
+def median_run(args: list[str], repeat: int) -> dict[str, Any]:
+    """`_spawn(args)` `repeat` times: the run of median wall time, with every run's wall time, CPU and peak RSS
+    under `samples`."""
+    done = sorted((_spawn(args) for _ in range(repeat)), key=lambda r: r["seconds"])
+    result = dict(done[len(done) // 2])
+    result["samples"] = [{k: r.get(k) for k in ("seconds", "cpu", "peak_rss_mb", "load_seconds")} for r in done]
     return result
 
 
@@ -241,13 +251,14 @@ def report(results: dict[str, Any], out: Path) -> None:
         f"{results['file_mb']} MB), a prefix of {results['prefix_rows']:,} objects; live listing at "
         f"{results['rtt_ms']:g} ms RTT from the synthetic S3 server.",
         "",
-        "| run | entries | wall time | rows/s | CPU | peak RSS |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| run | entries | wall time | rows/s | CPU | rows per CPU second | peak RSS |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in results["runs"].items():
         rate = f"{r['rows_per_second']:,.0f}" if r.get("rows_per_second") else ""
+        per_cpu = f"{r['entries'] / r['cpu']:,.0f}" if r.get("rows_per_second") and r.get("cpu") else ""
         lines.append(
-            f"| {name} | {r['entries']:,} | {r['seconds']:.2f} s | {rate} | {r.get('cpu', 0):.2f} s | "
+            f"| {name} | {r['entries']:,} | {r['seconds']:.2f} s | {rate} | {r.get('cpu', 0):.2f} s | {per_cpu} | "
             f"{r['peak_rss_mb']:.0f} MB |"
         )
     lines += ["", *results["notes"]]
@@ -265,6 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-live", action="store_true", help="skip the live listing")
     ap.add_argument("--live-from", help="reuse a live-listing result (JSON) from an earlier run of the same prefix")
     ap.add_argument("--data-dir", type=Path, default=default_data_dir())
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each inventory job; the median is reported")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     if argv is None and sys.argv[1:2] == ["job"]:
         kind, inventory, *rest = sys.argv[2:]
@@ -273,6 +285,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(result))
         return
     args = ap.parse_args(argv)
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     manifest = write_inventory(args.data_dir, args.rows, args.prefix_rows)
     written = time.perf_counter() - started
@@ -281,12 +294,16 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         entries_json = str(Path(tmp) / "manifest.json")
         lines = Path(tmp) / "entries.jsonl"
-        scan = runs["scan --inventory (1M prefix of 10M rows)"] = _spawn(["scan", str(manifest), str(lines)])
+        scan = runs["scan --inventory (1M prefix of 10M rows)"] = median_run(
+            ["scan", str(manifest), str(lines)], args.repeat
+        )
         scan["rows_per_second"] = args.prefix_rows / scan["seconds"]
         jsonl_to_manifest(lines, Path(entries_json))
-        verify = runs["verify --inventory (1M entries)"] = _spawn(["verify", str(manifest), entries_json])
+        verify = runs["verify --inventory (1M entries)"] = median_run(
+            ["verify", str(manifest), entries_json], args.repeat
+        )
         verify["rows_per_second"] = verify["entries"] / verify["seconds"]
-        runs["(loading the 1M-entry manifest alone)"] = _spawn(["verify", "-", entries_json])
+        runs["(loading the 1M-entry manifest alone)"] = median_run(["verify", "-", entries_json], args.repeat)
     if not args.no_live and args.live_from:
         runs[f"live listing at {args.rtt:g} ms RTT"] = json.loads(Path(args.live_from).read_text())
     elif not args.no_live:
@@ -299,7 +316,11 @@ def main(argv: list[str] | None = None) -> None:
         "- scan and verify include checking the data file's MD5 (the whole file is hashed) and reading the "
         "manifest; Parquet row groups outside the prefix (or the manifest's key range) are skipped by their "
         "Key statistics.",
-        "- verify's peak RSS includes the manifest it verifies; the loading-only row is that part alone.",
+        "- verify's peak RSS includes the manifest it verifies; the loading-only row is that part alone (its time "
+        "and CPU: loading, including the interpreter's start).",
+        f"- Each inventory row is the median (by wall time) of {args.repeat} run(s); all runs are in inventory.json. "
+        f"Machine load (1-minute average) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on "
+        f"{os.cpu_count()} cores shared with other work: wall times are noisy, CPU is the steadier figure.",
     ]
     report(
         {

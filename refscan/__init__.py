@@ -26,7 +26,7 @@ from .errors import (
     UnsupportedScheme,
 )
 from .guard import GuardReport, GuardResult, HoldResult, aguard, guard
-from .manifest import Manifest, ManifestEntry
+from .manifest import EntryBatch, Manifest, ManifestEntry
 from .meta import ObjectMeta
 from .options import AzureOptions, GCSOptions, HTTPOptions, Options, RetryPolicy, S3Options
 from .scan import DEFAULT_MAX_OBJECTS, Scanner, ScanRequest, ascan, iter_scan, scan
@@ -47,6 +47,7 @@ __all__ = [
     "BucketBackend",
     "ChecksumMismatch",
     "DownloadError",
+    "EntryBatch",
     "FileRow",
     "GCSOptions",
     "GuardReport",

@@ -18,7 +18,7 @@ STORAGE_POLICY = "wandb-storage-policy-v1"
 MAX_SIZE = 1 << 62  # a sanity bound on `size` read from untrusted manifests
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ManifestEntry:
     """One entry: `path` inside the artifact, `ref` to the external object (None for stored files),
     `digest` (its fingerprint), `size` in bytes when known, and backend `extra` (etag, versionID, ...)."""
@@ -42,8 +42,9 @@ class ManifestEntry:
         return out
 
     @classmethod
-    def from_dict(cls, path: str, data: Any) -> ManifestEntry:
-        """Decode one `contents` value; raises `ManifestError` on wrong types. Unknown keys are ignored."""
+    def from_dict(cls, path: str, data: Any, *, copy: bool = True) -> ManifestEntry:
+        """Decode one `contents` value; raises `ManifestError` on wrong types. Unknown keys are ignored.
+        `copy=False` keeps `data["extra"]` itself as the entry's extra (the caller hands it over)."""
         if not isinstance(path, str) or not path:
             raise ManifestError(f"manifest path {path!r} is not a non-empty string")
         if not isinstance(data, Mapping):
@@ -60,7 +61,48 @@ class ManifestEntry:
         extra = data.get("extra") or {}
         if not isinstance(extra, Mapping):
             raise ManifestError(f"manifest entry {path!r}: extra must be an object")
-        return cls(path=path, digest=digest, ref=ref, size=size, extra=dict(extra))
+        return cls(
+            path=path,
+            digest=digest,
+            ref=ref,
+            size=size,
+            extra=dict(extra) if copy or type(extra) is not dict else extra,
+        )
+
+
+def jsonl_line(entry: ManifestEntry) -> str:
+    """One JSON Lines row: the entry's manifest fields with its path first."""
+    return json.dumps({"path": entry.path, **entry.to_dict()}, ensure_ascii=False) + "\n"
+
+
+class EntryBatch(Protocol):
+    """Entries found together (one listing page, one batch of inventory rows), however they are held."""
+
+    def __len__(self) -> int: ...
+
+    def entries(self) -> list[ManifestEntry]:
+        """The entries as objects."""
+        ...
+
+    def jsonl(self) -> str:
+        """The entries as JSON Lines, each line equal to `jsonl_line` of its entry."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class EntryList:
+    """An `EntryBatch` of entry objects."""
+
+    items: list[ManifestEntry]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def entries(self) -> list[ManifestEntry]:
+        return self.items
+
+    def jsonl(self) -> str:
+        return "".join(map(jsonl_line, self.items))
 
 
 def manifest_digest(entries: Iterable[ManifestEntry]) -> str:
@@ -122,8 +164,9 @@ class Manifest:
         }
 
     @classmethod
-    def from_dict(cls, data: Any) -> Manifest:
-        """Decode W&B v1 JSON (as written by W&B or refscan); raises `ManifestError` when invalid."""
+    def from_dict(cls, data: Any, *, consume: bool = False) -> Manifest:
+        """Decode W&B v1 JSON (as written by W&B or refscan); raises `ManifestError` when invalid. `consume=True`
+        empties `data["contents"]` as it goes and keeps its `extra` objects (less memory for a parsed file)."""
         if not isinstance(data, Mapping):
             raise ManifestError("manifest must be a JSON object")
         version = data.get("version", 1)
@@ -132,6 +175,8 @@ class Manifest:
         contents = data.get("contents")
         if not isinstance(contents, Mapping):
             raise ManifestError("manifest has no 'contents' object")
+        if consume and isinstance(contents, dict):  # popped as made, so the parsed values go as entries come
+            return cls(ManifestEntry.from_dict(*contents.popitem(), copy=False) for _ in range(len(contents)))
         return cls(ManifestEntry.from_dict(path, value) for path, value in contents.items())
 
     def to_json(self) -> str:
@@ -150,19 +195,26 @@ class Manifest:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Manifest:
         """Read a manifest JSON file; raises `ManifestError` for unreadable or invalid files."""
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ManifestError(f"cannot read manifest {os.fspath(path)!r}: {exc}") from None
-        try:
-            data = json.loads(text, object_pairs_hook=_unique_keys)
-        except json.JSONDecodeError as exc:
-            raise ManifestError(f"manifest {os.fspath(path)!r} is not valid JSON: {exc}") from None
-        except RecursionError:
-            raise ManifestError(f"manifest {os.fspath(path)!r} is nested too deeply to be a manifest") from None
-        except ValueError as exc:  # e.g. an integer of more than 4,300 digits
-            raise ManifestError(f"manifest {os.fspath(path)!r} is not valid JSON: {exc}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(_parse(_read(path), path), consume=True)  # the text is freed before entries are made
+
+
+def _read(path: str | os.PathLike[str]) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"cannot read manifest {os.fspath(path)!r}: {exc}") from None
+
+
+def _parse(text: str, path: str | os.PathLike[str]) -> Any:
+    """The JSON `text` of the manifest file at `path`; raises `ManifestError`."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"manifest {os.fspath(path)!r} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ManifestError(f"manifest {os.fspath(path)!r} is nested too deeply to be a manifest") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise ManifestError(f"manifest {os.fspath(path)!r} is not valid JSON: {exc}") from None
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

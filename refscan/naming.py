@@ -26,6 +26,10 @@ def _plain(path: str) -> bool:
     )
 
 
+#: The paths `_plain` refuses, as one regular expression (RE2 and Python syntax), for checking whole columns.
+NOT_PLAIN = r"^$|^[/.]|/$|//|/\.|\\|\x00"
+
+
 def clean_path(path: str, *, source: str) -> str:
     """`path` with empty segments dropped; raises `UnsafePath` for `.`/`..` segments, NUL or empty result."""
     if _plain(path):

@@ -7,7 +7,7 @@ means lives in its backend. A `Scanner` reuses one `Session` (one client per bac
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from types import TracebackType
@@ -17,7 +17,7 @@ from .backends import Backend
 from .concurrency import gather_map
 from .errors import NotFound, TooManyObjects
 from .events import logger
-from .manifest import ManifestEntry
+from .manifest import EntryBatch, EntryList, ManifestEntry
 from .meta import ObjectMeta
 from .naming import folder_entry_path, object_path
 from .options import Options
@@ -46,6 +46,15 @@ class ScanRequest:
 def _entry(backend: type[Backend], uri: RefURI, path: str, meta: ObjectMeta) -> ManifestEntry:
     digest, extra = backend.encode(meta)
     return ManifestEntry(path=path, digest=digest, ref=backend.entry_ref(uri, meta), size=meta.size, extra=extra)
+
+
+async def _entry_lists(
+    listing: AsyncGenerator[list[ObjectMeta], None], entry: Callable[[ObjectMeta], ManifestEntry]
+) -> AsyncGenerator[EntryBatch, None]:
+    """A backend's listing batches as entry batches (`entry`: the rule for one object)."""
+    async with aclosing(listing) as batches:
+        async for batch in batches:
+            yield EntryList([entry(meta) for meta in batch])
 
 
 def folder_entry(backend: type[Backend], folder: RefURI, meta: ObjectMeta, name: str | None) -> ManifestEntry:
@@ -150,10 +159,30 @@ class Scanner:
         """Entries for `uri` as they are found. May yield entries before raising `TooManyObjects`. With
         `inventory` (the location of an inventory manifest) objects are read from that inventory instead of
         being looked up or listed."""
+        scanned = self.iter_scan_batches(
+            uri, name=name, checksum=checksum, max_objects=max_objects, inventory=inventory
+        )
+        async with aclosing(scanned) as batches:
+            async for batch in batches:
+                for entry in batch.entries():
+                    yield entry
+
+    async def iter_scan_batches(
+        self,
+        uri: str,
+        *,
+        name: str | None = None,
+        checksum: bool = True,
+        max_objects: int | None = None,
+        inventory: str | None = None,
+    ) -> AsyncGenerator[EntryBatch, None]:
+        """`iter_scan` in batches as they are found (a listing round, a batch of inventory rows): for callers
+        that stream millions of entries (`EntryBatch.jsonl`). May yield batches before raising
+        `TooManyObjects`."""
         ref = RefURI.parse(uri, self.options)
         limit = object_limit(max_objects)
         if not checksum:
-            yield unchecked_entry(ref, uri, name)
+            yield EntryList([unchecked_entry(ref, uri, name)])
             return
         kind = ref.backend
         source = await self.source(ref, inventory)
@@ -162,17 +191,25 @@ class Scanner:
         found = await self.lookup(ref, name, source)
         if found is not None:
             log.debug("scan.object", elapsed=round(time.perf_counter() - started, 4))
-            yield found
+            yield EntryList([found])
             return
         folder = ref.folder()
+
+        def entry(meta: ObjectMeta) -> ManifestEntry:
+            return folder_entry(kind, folder, meta, name)
+
+        listing = (
+            source.list_entries(folder, limit + 1, name, entry)
+            if not isinstance(source, Backend)
+            else _entry_lists(source.list(folder, limit + 1), entry)
+        )
         count = 0
-        async with aclosing(source.list(folder, limit + 1)) as batches:  # closed here, even when abandoned
+        async with aclosing(listing) as batches:  # closed here, even when abandoned
             async for batch in batches:
                 count += len(batch)
                 if count > limit:
                     raise too_many(limit, folder)
-                for meta in batch:
-                    yield folder_entry(kind, folder, meta, name)
+                yield batch
         if count == 0:
             raise empty_folder(ref)
         log.debug("scan.folder", objects=count, elapsed=round(time.perf_counter() - started, 4))

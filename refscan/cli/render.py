@@ -81,11 +81,6 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-def jsonl_line(entry: ManifestEntry) -> str:
-    """One JSON Lines row: the entry's manifest fields with its path first."""
-    return json.dumps({"path": entry.path, **entry.to_dict()}, ensure_ascii=False) + "\n"
-
-
 # -- output files ----------------------------------------------------------------------------------------------
 
 

@@ -8,30 +8,29 @@ from typing import Any
 import click
 
 from ..distributed import Executor, run_scan
-from ..manifest import Manifest, ManifestEntry
+from ..manifest import EntryBatch, EntryList, Manifest, ManifestEntry
 from ..scan import Scanner, ScanRequest
 from ..sync import run_sync
 from .context import Context
-from .render import entries_table, jsonl_line, open_output, render
+from .render import entries_table, open_output, render
 from .scaleout import executor_from, ray_options
 
 
 def scan_into(
     obj: Context,
     requests: Sequence[ScanRequest],
-    sink: Callable[[ManifestEntry], object],
+    sink: Callable[[EntryBatch], object],
     executor: Executor | None = None,
     checkpoint: str | None = None,
 ) -> None:
-    """Scan each request in turn with one scanner, passing entries to `sink` as they arrive (so `jsonl`
+    """Scan each request in turn with one scanner, passing entry batches to `sink` as they arrive (so `jsonl`
     streams in constant memory), with an "objects scanned" counter on stderr. With an `executor` or a
     `checkpoint` folder the work is planned as units (`refscan.distributed`): entries arrive in no order."""
     if executor is not None or checkpoint is not None:
         with obj.progress("objects scanned") as advance:
 
             def each(request: int, entries: list[ManifestEntry]) -> None:
-                for entry in entries:
-                    sink(entry)
+                sink(EntryList(entries))
                 advance(len(entries))
 
             def units(done: int, planned: int) -> None:
@@ -48,11 +47,11 @@ def scan_into(
         async with Scanner(obj.options) as scanner:
             with obj.progress("objects scanned") as advance:
                 for r in requests:
-                    async for entry in scanner.iter_scan(
+                    async for batch in scanner.iter_scan_batches(
                         r.uri, name=r.name, checksum=r.checksum, max_objects=r.max_objects, inventory=r.inventory
                     ):
-                        sink(entry)
-                        advance(1)
+                        sink(batch)
+                        advance(len(batch))
             report_inventories(scanner.inventories_used())
 
     run_sync(run)
@@ -101,10 +100,15 @@ def scan(
     executor = executor_from(ray, ray_address, ray_workers)
     if fmt == "jsonl":  # streamed: constant memory for millions of entries
         with open_output(output) as out:
-            scan_into(obj, requests, lambda e: out.write(jsonl_line(e)), executor, checkpoint)
+            scan_into(obj, requests, lambda batch: out.write(batch.jsonl()), executor, checkpoint)
         return
     manifest = Manifest()
-    scan_into(obj, requests, manifest.add, executor, checkpoint)
+
+    def add(batch: EntryBatch) -> None:
+        for entry in batch.entries():
+            manifest.add(entry)
+
+    scan_into(obj, requests, add, executor, checkpoint)
     if fmt == "json":
         text = manifest.to_json()
     else:

@@ -1,16 +1,17 @@
-"""`Inventory`: an S3 Inventory or GCS inventory report read as a listing (the `stat` / `list` half of the
-backend contract, so the scan engine applies its own folder, limit and naming rules unchanged) and as an
-index that verify looks entries up in.
+"""`Inventory`: an S3 Inventory or GCS inventory report read as a listing (`stat`, and `list_entries`: what a
+folder scan finds, the scan engine passing its own rule for one object and its limit) and as an index that
+verify looks entries up in.
 
 Rows become `ObjectMeta` through the same functions that read the store's own listings (S3 `Contents` /
 `Versions` entries, GCS objects resources), so an object unchanged since the inventory was taken gives the
-entry a live scan gives. Only the latest row of a key counts as the object, and only when it is not a delete
-marker; a current-only inventory's rows are all latest (and carry no version ids).
+entry a live scan gives; S3 rows those rules only copy fields of are built column by column (`columns.py`).
+Only the latest row of a key counts as the object, and only when it is not a delete marker; a current-only
+inventory's rows are all latest (and carry no version ids).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,9 +19,11 @@ import anyio
 
 from ..backends.base import is_folder_marker
 from ..errors import InvalidInventory, NotFound, RefscanError
+from ..manifest import EntryBatch, EntryList, ManifestEntry
 from ..meta import ObjectMeta
 from ..session import Session
 from ..uri import RefURI
+from .columns import s3_columns
 from .files import DataFiles, load_manifest
 from .manifest import InventoryManifest
 from .readers import (
@@ -67,8 +70,7 @@ def row_reader(kind: str) -> Callable[[Row], ObjectMeta]:
 
         return s3_meta
 
-    from ..backends.gcs.backend import _object_meta
-    from ..backends.gcs.client import _Failure
+    from ..backends.gcs.backend import object_meta
 
     def gcs_meta(row: Row) -> ObjectMeta:
         resource = {
@@ -80,10 +82,7 @@ def row_reader(kind: str) -> Callable[[Row], ObjectMeta]:
             "crc32c": row.get(CRC32C),
             "metageneration": row.get(METAGENERATION),
         }
-        try:
-            return _object_meta(resource)
-        except _Failure as exc:
-            raise ValueError(exc.message) from None
+        return object_meta(resource)  # its MalformedResource is a ValueError
 
     return gcs_meta
 
@@ -151,13 +150,17 @@ class Inventory:
 
     # -- rows --------------------------------------------------------------------------------------------
 
-    async def _batches(self, *, prefix: str | None = None, keys: Sequence[str] | None = None) -> AsyncIterator[Any]:
+    async def _batches(
+        self, *, prefix: str | None = None, keys: Any = None, between: tuple[str, str] | None = None
+    ) -> AsyncIterator[Any]:
         """Matching rows of every data file, file by file; each file is checked before its rows are read. A GCS
         report must hold as many rows as its manifest says it processed."""
         stats: dict[str, int] = {}
         for file in self.manifest.files:
             path = await self.files.path(file)
-            batches: Iterator[Any] = read_batches(path, self.manifest, file.name, prefix=prefix, keys=keys, stats=stats)
+            batches: Iterator[Any] = read_batches(
+                path, self.manifest, file.name, prefix=prefix, keys=keys, between=between, stats=stats
+            )
             while (batch := await anyio.to_thread.run_sync(next, batches, None)) is not None:
                 self._check_bucket(batch, file.name)
                 yield batch
@@ -201,7 +204,7 @@ class Inventory:
         except ValueError as exc:
             raise InvalidInventory(f"{self.location}: a row for key {row[KEY]!r} is unusable ({exc})") from None
 
-    # -- the listing half of the backend contract ---------------------------------------------------------
+    # -- listing ----------------------------------------------------------------------------------------------
 
     async def stat(self, uri: RefURI) -> ObjectMeta:
         """The object `uri` names (its pinned version when it has one), as the inventory saw it."""
@@ -214,21 +217,42 @@ class Inventory:
             raise NotFound(f"{uri}: not in the inventory {self.location} of {self.created}{scope}")
         return meta
 
-    async def list(self, folder: RefURI, limit: int) -> AsyncGenerator[list[ObjectMeta], None]:
-        """The current objects under `folder` in batches, markers skipped, at most `limit` in all."""
-        self._require(folder)
-        if limit <= 0:
-            return
-        left = limit
-        async for batch in self._batches(prefix=folder.key or None):
+    async def current_rows(
+        self, *, prefix: str | None = None, between: tuple[str, str] | None = None
+    ) -> AsyncIterator[Any]:
+        """Record batches (canonical columns) of the rows of current objects (folder markers too) whose key is
+        under `prefix` and/or `between` two keys (inclusive)."""
+        async for batch in self._batches(prefix=prefix, between=between):
             mask = self._current_mask(batch)
             rows = batch.filter(mask) if mask is not None else batch
-            found = [self._to_meta(r) for r in self._rows(rows) if not is_folder_marker(r[KEY], r[SIZE])]
-            if len(found) >= left:
-                yield found[:left]
+            if rows.num_rows:
+                yield rows
+
+    def _metas(self, rows: Any) -> list[ObjectMeta]:
+        """The objects of `rows`, folder markers skipped."""
+        return [self._to_meta(r) for r in self._rows(rows) if not is_folder_marker(r[KEY], r[SIZE])]
+
+    async def list_entries(
+        self, folder: RefURI, limit: int, name: str | None, entry: Callable[[ObjectMeta], ManifestEntry]
+    ) -> AsyncGenerator[EntryBatch, None]:
+        """What a folder scan of `folder` with `name` finds, as entry batches, at most `limit` in all: `entry`
+        is the scan's rule for one object; S3 rows it would only copy fields of are built column by column
+        (`refscan.inventory.columns`), the others through `entry`."""
+        self._require(folder)
+        ref_head = folder.backend.entry_ref(folder, ObjectMeta("", None))
+        left = limit
+        async for rows in self.current_rows(prefix=folder.key or None):
+            if left <= 0:
                 return
+            found: EntryBatch
+            if self.manifest.kind == "s3":
+                columns, others = s3_columns(rows, folder.key, name, ref_head)
+                columns.others = [entry(meta) for meta in self._metas(others)]
+                found = columns.head(left) if len(columns) > left else columns
+            else:
+                found = EntryList([entry(meta) for meta in self._metas(rows)][:left])
             left -= len(found)
-            if found:
+            if len(found):
                 yield found
 
     # -- verification -------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from refscan.backends.gcs import GCSBackend
-from refscan.backends.gcs.backend import _object_meta
+from refscan.backends.gcs.backend import MalformedResource, object_meta
 from refscan.backends.gcs.client import (
     LIST_FIELDS,
     OBJECT_FIELDS,
@@ -218,7 +218,7 @@ FULL = {
 
 
 def test_object_meta_fields() -> None:
-    meta = _object_meta(FULL)
+    meta = object_meta(FULL)
     assert meta.key == "a b/c#1?.txt"
     assert meta.etag == "CJ/etag="
     assert meta.size == 12
@@ -233,18 +233,18 @@ def test_object_meta_fields() -> None:
 
 
 def test_composite_object_without_md5() -> None:
-    meta = _object_meta({"name": "c", "size": "5", "etag": "CKih", "generation": "2", "crc32c": "AAAAAA=="})
+    meta = object_meta({"name": "c", "size": "5", "etag": "CKih", "generation": "2", "crc32c": "AAAAAA=="})
     assert GCSBackend.encode(meta) == ("CKih", {"versionID": 2, "crc32c": "AAAAAA=="})
 
 
 def test_digest_falls_back_without_etag() -> None:
-    assert GCSBackend.encode(_object_meta({"name": "a", "md5Hash": "m=="})) == ("m==", {"md5": "m=="})
-    assert GCSBackend.encode(_object_meta({"name": "a", "crc32c": "c=="})) == ("c==", {"crc32c": "c=="})
+    assert GCSBackend.encode(object_meta({"name": "a", "md5Hash": "m=="})) == ("m==", {"md5": "m=="})
+    assert GCSBackend.encode(object_meta({"name": "a", "crc32c": "c=="})) == ("c==", {"crc32c": "c=="})
 
 
 def test_decode_inverts_encode() -> None:
     for item in (FULL, {"name": "c", "size": "5", "etag": "CKih", "generation": "2", "crc32c": "AAAAAA=="}):
-        meta = _object_meta(item)
+        meta = object_meta(item)
         digest, extra = GCSBackend.encode(meta)
         assert GCSBackend.decode(meta.key, digest, meta.size, extra) == meta
     wandb_extra = {"etag": "CJ/etag=", "versionID": 1712345678901234}
@@ -259,7 +259,7 @@ def test_wandb_entry_verifies_while_its_generation_exists() -> None:
     expected = GCSBackend.fingerprint(recorded)
     assert expected.provable
 
-    fresh = _object_meta(FULL)
+    fresh = object_meta(FULL)
     assert compare(expected, GCSBackend.fingerprint(fresh)) is Match.SAME
     # a metadata update: new metageneration and ETag, same generation
     touched = ObjectMeta(**{**_meta_fields(fresh), "etag": "CJ/other=", "attrs": {"metageneration": 4}})
@@ -272,12 +272,12 @@ def test_wandb_entry_verifies_while_its_generation_exists() -> None:
 
 
 def test_content_hashes_decide_before_generation_and_etag() -> None:
-    digest, extra = GCSBackend.encode(_object_meta(FULL))
+    digest, extra = GCSBackend.encode(object_meta(FULL))
     expected = GCSBackend.fingerprint(GCSBackend.decode("k", digest, 12, extra))
     assert [kind for kind, _ in expected.hashes] == ["md5", "crc32c", "version", "etag"]
-    same_bytes_new_metadata = _object_meta({**FULL, "etag": "CJ/x=", "metageneration": "9"})
+    same_bytes_new_metadata = object_meta({**FULL, "etag": "CJ/x=", "metageneration": "9"})
     assert compare(expected, GCSBackend.fingerprint(same_bytes_new_metadata)) is Match.SAME
-    other_bytes_same_generation = _object_meta({**FULL, "md5Hash": "other=="})
+    other_bytes_same_generation = object_meta({**FULL, "md5Hash": "other=="})
     assert compare(expected, GCSBackend.fingerprint(other_bytes_same_generation)) is Match.DIFFERENT
 
 
@@ -356,8 +356,8 @@ def test_error_mapping() -> None:
     ],
 )
 def test_malformed_object_resource(item: Any) -> None:
-    with pytest.raises(_Failure):
-        _object_meta(item)
+    with pytest.raises(MalformedResource):
+        object_meta(item)
 
 
 # -- the backend's listing and the one request path ---------------------------------------------------------------
@@ -381,7 +381,7 @@ def backend_on(client: MemoryGCS) -> GCSBackend:
 
 
 @pytest.mark.anyio
-async def test_backend_list_yields_object_meta(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_backend_list_yieldsobject_meta(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(GCSBackend, "page_size", 2)
     backend = backend_on(MemoryGCS({"d/": 0, "d/a": 1, "d/b/": 0, "d/b/c": 3, "d/zero": 0, "e": 1}, page_size=2))
     got = [meta async for batch in backend.list(RefURI.parse("gs://b/d/"), 100) for meta in batch]

@@ -52,9 +52,14 @@ _CODEC_KEYS = frozenset({"versionID", "md5", "crc32c", "metageneration"})
 _HASH_KEYS = ((MD5, "md5"), (CRC32C, "crc32c"))
 
 
-def _object_meta(item: Any) -> ObjectMeta:
-    """An objects resource as an `ObjectMeta` (see the module docstring). A resource that is malformed, or
-    has no ETag, md5Hash or crc32c to record, raises `_Failure`."""
+class MalformedResource(ValueError):
+    """An objects resource (or a row shaped like one) refscan cannot record."""
+
+
+def object_meta(item: Any) -> ObjectMeta:
+    """An objects resource (the JSON API's, or an inventory report row with its fields) as an `ObjectMeta`
+    (see the module docstring). One that is malformed, or has no ETag, md5Hash or crc32c to record, raises
+    `MalformedResource`."""
     try:
         name = item["name"]
         if not isinstance(name, str):
@@ -73,16 +78,24 @@ def _object_meta(item: Any) -> ObjectMeta:
         attrs = {"metageneration": int(metageneration)} if metageneration is not None else {}
         size = item.get("size")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise _Failure(None, f"the server returned a malformed object resource ({type(exc).__name__})") from None
+        raise MalformedResource(f"a malformed object resource ({type(exc).__name__})") from None
     if not (etag or hashes):
-        raise _Failure(None, f"the server returned no etag, md5Hash or crc32c for {name!r}")
+        raise MalformedResource(f"no etag, md5Hash or crc32c for {name!r}")
     try:
         size_value = int(size) if size is not None else None
     except (TypeError, ValueError):
-        raise _Failure(None, f"the server returned a malformed size for {name!r}") from None
+        raise MalformedResource(f"a malformed size for {name!r}") from None
     return ObjectMeta(
         key=name, size=size_value, etag=str(etag) if etag else None, version=version, hashes=hashes, attrs=attrs
     )
+
+
+def _served_meta(item: Any) -> ObjectMeta:
+    """`object_meta` of a resource the server sent; a malformed one is the server's failure."""
+    try:
+        return object_meta(item)
+    except MalformedResource as exc:
+        raise _Failure(None, f"the server returned {exc}") from None
 
 
 def _whole(value: Any) -> str | None:
@@ -194,7 +207,7 @@ class GCSBackend(BucketBackend):
     async def stat(self, uri: RefURI) -> ObjectMeta:
         started = time.perf_counter()
         try:
-            meta = _object_meta(await self.client.object(uri.bucket, uri.key, uri.version))
+            meta = _served_meta(await self.client.object(uri.bucket, uri.key, uri.version))
         except _Failure as failure:
             self._raise(failure, uri, "get")
         logger().debug(
@@ -247,7 +260,7 @@ class GCSBackend(BucketBackend):
         async with aclosing(items) as rounds:
             try:
                 async for batch in rounds:
-                    yield [_object_meta(item) for item in batch]
+                    yield [_served_meta(item) for item in batch]
             except _Failure as failure:
                 self._raise(failure, folder, "list")
 
@@ -256,7 +269,7 @@ class GCSBackend(BucketBackend):
             items, rest, names = await listing.list_range(
                 self.client, folder.bucket, folder.key, rng, limit, pages, page_size=self.page_size
             )
-            return RangeListing(builtins.list(map(_object_meta, items)), rest, names)
+            return RangeListing(builtins.list(map(_served_meta, items)), rest, names)
         except _Failure as failure:
             self._raise(failure, folder, "list")
 

@@ -94,6 +94,8 @@ _RANK = {kind: rank for rank, kind in enumerate(CHECKSUM_STRENGTH)}
 _HEAD_CHECKSUMS = sorted(CHECKSUM_FIELDS.items(), key=lambda item: _RANK[item[1]])
 #: `extra` keys `decode` reads into named `ObjectMeta` fields; any other key is kept in `attrs`.
 _CODEC_KEYS = frozenset({"etag", "versionID", "lastModified", "sse", *CHECKSUM_STRENGTH})
+#: The `extra` keys of a listed object's entry.
+_SCANNED_KEYS = frozenset({"etag", "versionID", "lastModified"})
 
 
 def head_meta(key: str, resp: Mapping[str, Any]) -> ObjectMeta:
@@ -190,6 +192,11 @@ class S3Backend(BucketBackend):
     def decode(cls, key: str, digest: str, size: int | None, extra: Mapping[str, Any]) -> ObjectMeta:
         etag = str(extra.get("etag") or digest)
         modified = extra.get("lastModified")
+        if extra.keys() <= _SCANNED_KEYS:  # what a listing records (most entries): no hashes, sse or attrs
+            version = version_id(extra.get("versionID"))
+            return ObjectMeta(
+                key, size, etag, version, str(modified) if modified else None, parts=multipart_parts(etag)
+            )
         sse = extra.get("sse")
         return ObjectMeta(
             key=key,

@@ -103,7 +103,9 @@ def version_id(value: Any) -> str | None:
     return value
 
 
-_ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d*)?Z\Z")
+#: The listings' time form (ISO 8601 UTC, milliseconds optional), which `iso_time` cuts to the second.
+ISO_UTC = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d*)?Z"
+_ISO_UTC = re.compile(ISO_UTC + r"\Z")
 
 
 def iso_time(value: Any) -> str | None:

@@ -1,0 +1,102 @@
+"""`verify --inventory` answers unchanged entries at once (`refscan.inventory.matching`): the report equals the
+one the per-entry path gives, on random manifests against a random all-versions inventory (local files, no
+request: every entry is older than the inventory, so it vouches for all of them)."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import refscan
+from refscan.inventory import matching
+from refscan.manifest import ManifestEntry
+from tests.inventories import S3_CSV_COLUMNS, local_put, write_s3_inventory
+
+HEX = "0123456789abcdef"
+
+
+def inventory_rows(rng: random.Random) -> list[dict[str, Any]]:
+    """Objects `d/k0`.. with one to three versions each; some latest rows are delete markers."""
+    rows = []
+    for k in range(30):
+        versions = rng.randrange(1, 4)
+        for v in range(versions):
+            latest = v == versions - 1
+            marker = latest and rng.random() < 0.15
+            rows.append(
+                {
+                    "Bucket": "src",
+                    "Key": f"d/k{k}" if k % 7 else f"d/sub dir/ü{k}",
+                    "VersionId": f"v{k}.{v}" if k % 5 else ("null" if latest else f"v{k}.{v}"),
+                    "IsLatest": latest,
+                    "IsDeleteMarker": marker,
+                    "Size": None if marker else rng.randrange(0, 5),
+                    "LastModifiedDate": datetime(2024, 5, 1 + v, 12, 0, 0, 250_000 * v, tzinfo=timezone.utc),
+                    "ETag": None if marker else "".join(rng.choice(HEX) for _ in range(32)),
+                }
+            )
+    return rows
+
+
+def mutated(entry: ManifestEntry, change: int, rng: random.Random) -> ManifestEntry:
+    """The entry, or a changed copy of it by `change` (other ETag, size, version, time, extra key, ref)."""
+    extra = dict(entry.extra)
+    ref, digest, size = entry.ref, entry.digest, entry.size
+    if change == 0:
+        digest = extra["etag"] = "f" * 32
+    elif change == 1:
+        size = (size or 0) + 1
+    elif change == 2:
+        extra["versionID"] = rng.choice(["v1.0", "v3.0", "v3.1", "gone"])
+    elif change == 3:
+        extra.pop("versionID", None)
+    elif change == 4:
+        extra["lastModified"] = "2023-01-01T00:00:00Z"
+    elif change == 5:
+        extra["checksumSHA256"] = "x"
+    elif change == 6:
+        ref = f"{ref}?versionId={extra.get('versionID', 'v')}"
+    elif change == 7:
+        ref = "s3://src/d/absent"
+    return ManifestEntry(entry.path, digest, ref, size, extra)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+@pytest.mark.parametrize("seed", range(4))
+def test_unchanged_entries_get_the_report_of_the_per_entry_path(
+    fmt: str, seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(seed)
+    rows = inventory_rows(rng)
+    manifest = write_s3_inventory(local_put(tmp_path), "dest", "src", rows, fmt=fmt, columns=S3_CSV_COLUMNS, files=2)
+    inventory = str(tmp_path / manifest)
+    scanned = refscan.scan("s3://src/d/", inventory=inventory)
+    entries = [mutated(e, rng.randrange(8) if rng.random() < 0.6 else -1, rng) for e in scanned]
+    entries[:2] = [mutated(scanned[0], 1, rng), mutated(scanned[1], 7, rng)]  # one changed, one missing
+    rng.shuffle(entries)
+
+    answered: list[int] = []
+    real = matching.unchanged
+
+    async def counted(*args: Any) -> list[int]:
+        found = await real(*args)
+        answered.append(len(found))
+        return found
+
+    monkeypatch.setattr(matching, "unchanged", counted)
+    fast = refscan.verify(entries, inventory=inventory)
+
+    async def nothing(*args: Any) -> list[int]:
+        return []
+
+    monkeypatch.setattr(matching, "unchanged", nothing)
+    plain = refscan.verify(entries, inventory=inventory)
+    assert fast.to_dict() == plain.to_dict()
+    assert 0 < answered[0] < len(entries)  # both paths took part
+    assert plain.inventory is not None
+    assert plain.inventory["live"] == 0
+    assert {"ok", "changed", "missing"} <= {s for s, n in plain.counts.items() if n}
