@@ -34,6 +34,7 @@ from refscan.backends.gcs import GCSBackend
 from refscan.backends.s3 import listing as s3_listing
 from refscan.distributed import LocalExecutor, RayExecutor
 from tests.faults import FaultPlan, FaultProxy, is_listing
+from tests.integration.test_seaweedfs import opts as seaweed_opts
 from tests.servers import GCSServer, S3Server
 from tests.servers.s3 import ACCESS_KEY, REGION, SECRET_KEY
 from tests.servers.seaweed import SeaweedFSServer
@@ -109,15 +110,7 @@ def test_a_directory_ordered_store_is_listed_again_as_one_chain(
     bucket = seaweed_server.create_bucket()
     objects = {f"a/{i:04d}": b"a" for i in range(450)} | {"a-c": b"c", "a.d": b"d", "a0": b"0", "b/x": b"b"}
     seaweed_server.put_objects(bucket, objects, workers=8)
-    o = Options(
-        s3=S3Options(
-            endpoint_url=seaweed_server.endpoint_url,
-            region=seaweed_server.region,
-            aws_access_key_id=seaweed_server.access_key,
-            aws_secret_access_key=seaweed_server.secret_key,
-            addressing_style="path",
-        )
-    )
+    o = seaweed_opts(seaweed_server)
     with structlog.testing.capture_logs() as logs:
         planned = refscan.scan(f"s3://{bucket}", options=o, executor=LocalExecutor())
     assert sorted(e.path for e in planned) == sorted(objects)
