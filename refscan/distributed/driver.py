@@ -57,7 +57,6 @@ class _Request:
     limit: int
     found: int = 0
     reserved: int = 0
-    active: int = 0  # RANGE units queued or in flight
     folder: bool = False  # a folder listed by ranges here (not an object, not a whole scan)
     split: bool = False  # its ranges were split: positions are trusted
     whole: bool = False  # listed as one unsplit chain from now on
@@ -149,8 +148,6 @@ class ScanJob:
     def _queue(self, request: int, units: Sequence[Unit], ids: Sequence[int]) -> None:
         st = self.state[request]
         for uid, unit in zip(ids, units, strict=True):
-            if unit.kind == RANGE:
-                st.active += 1
             self.pending.append((uid, unit, st.epoch))
         self.planned += len(units)
 
@@ -222,7 +219,6 @@ class ScanJob:
         st = self.state[request]
         if unit.kind == RANGE:
             st.reserved -= unit.limit
-            st.active -= 1
         if epoch != st.epoch:
             self._record(uid, request, [], [])
             return
@@ -277,7 +273,6 @@ class ScanJob:
         logger().warning("scan.sequential", uri=redact(uri), reason=disorder)
         dropped = [u for u, unit, _ in self.pending if unit.request == request]
         st.skip, st.split, st.whole, st.epoch = set(st.seen), False, True, st.epoch + 1
-        st.active = 0
         self._emit(uid, request, [], [Unit(RANGE, request, KeyRange(), pages=UNIT_PAGES)], dropped)
 
     def _emit(
