@@ -8,16 +8,19 @@ and recomputes the strongest recorded hash. Entries are checked concurrently, bo
 
 from __future__ import annotations
 
+import heapq
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence, Sized
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from itertools import chain
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
 
 import anyio
 
-from .backends import Backend, backend_class
+from .backends import Backend
 from .backends.base import read_restarting
 from .errors import InvalidURI, NotFound, RefscanError
 from .fingerprint import ContentHasher, DeepCheck, Fingerprint, Match, compare
@@ -82,19 +85,85 @@ class VerifyResult:
         }
 
 
+class ResultBlock(Sized, Protocol):
+    """Results held in bulk (all `ok`), read in path order."""
+
+    def __iter__(self) -> Iterator[VerifyResult]: ...
+
+    def refs(self) -> Iterator[str]:
+        """The refs of the entries the results are for."""
+        ...
+
+
+class VerifyResults(Sequence[VerifyResult]):
+    """The results of a verification: those `checked` one by one and a `block` of entries shown unchanged in
+    bulk (made into results only as they are read), merged in path order; then the `added` ones."""
+
+    def __init__(
+        self, checked: Sequence[VerifyResult], block: ResultBlock | None = None, added: Sequence[VerifyResult] = ()
+    ) -> None:
+        self.checked = checked
+        self.block = block
+        self.added = added
+        self._all: tuple[VerifyResult, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.checked) + len(self.block or ()) + len(self.added)
+
+    def __iter__(self) -> Iterator[VerifyResult]:
+        if self._all is not None:
+            return iter(self._all)
+        if not self.block:
+            return chain(self.checked, self.added)
+        return chain(heapq.merge(self.checked, self.block, key=attrgetter("path")), self.added)
+
+    @overload
+    def __getitem__(self, index: int) -> VerifyResult: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[VerifyResult, ...]: ...
+    def __getitem__(self, index: int | slice) -> VerifyResult | tuple[VerifyResult, ...]:
+        if self._all is None:
+            self._all = tuple(self)
+        return self._all[index]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"VerifyResults({len(self)} results)"
+
+    def unsettled(self) -> Iterator[VerifyResult]:
+        """The results not in the bulk block (it holds only `ok` ones): every result that can be other than ok."""
+        return chain(self.checked, self.added)
+
+    def tally(self) -> dict[str, int]:
+        counted = Counter(r.status for r in self.unsettled())
+        counted["ok"] += len(self.block or ())
+        return {s: counted.get(s, 0) for s in STATUSES}
+
+
 @dataclass(frozen=True)
 class VerifyReport:
-    """All results in path order. `ok` is True when every result is ok or unverifiable. `inventory`, when one
-    was used: its `location` and `created` time, how many entries it answered (`from_inventory`) and how many
-    it could not vouch for and were looked up live (`live`)."""
+    """All results in path order (a sequence: `VerifyResults` when given other than that). `ok` is True when
+    every result is ok or unverifiable. `inventory`, when one was used: its `location` and `created` time, how
+    many entries it answered (`from_inventory`) and how many it could not vouch for and were looked up live
+    (`live`)."""
 
-    results: tuple[VerifyResult, ...]
+    results: Sequence[VerifyResult]
     inventory: dict[str, Any] | None = None
     counts: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
-        tally = Counter(r.status for r in self.results)
-        object.__setattr__(self, "counts", {s: tally.get(s, 0) for s in STATUSES})
+        if not isinstance(self.results, VerifyResults):
+            object.__setattr__(self, "results", VerifyResults(tuple(self.results)))
+        object.__setattr__(self, "counts", self._results.tally())
+
+    @property
+    def _results(self) -> VerifyResults:
+        assert isinstance(self.results, VerifyResults)
+        return self.results
 
     def __repr__(self) -> str:  # short: asyncio formats a finished task's result on the way out of `run`
         return f"VerifyReport({len(self.results)} results, counts={self.counts})"
@@ -102,11 +171,15 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         """True when every result is ok or unverifiable (nothing changed, missing, failed or added)."""
-        return all(r.status in ("ok", "unverifiable") for r in self.results)
+        return all(r.status in ("ok", "unverifiable") for r in self._results.unsettled())
 
     def strict_ok(self) -> bool:
         """True when every result is ok (unverifiable entries fail, as with the CLI's --strict)."""
-        return all(r.status == "ok" for r in self.results)
+        return all(r.status == "ok" for r in self._results.unsettled())
+
+    def problems(self) -> Iterator[VerifyResult]:
+        """The results that are not ok, in the order of `results`."""
+        return (r for r in self._results.unsettled() if r.status != "ok")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"ok": self.ok, "counts": self.counts}
@@ -191,26 +264,7 @@ class _Verifier:
         self.inventory = inventory
         self.index: Index | None = None
         self.vouched: set[str] = set()
-        self.settled = 0  # entries answered at once as unchanged since the scan (`settle_unchanged`)
         self.live = 0  # entries the inventory could not vouch for, checked by requests
-
-    async def settle_unchanged(
-        self, inventory: Inventory, entries: list[ManifestEntry], results: list[VerifyResult | None]
-    ) -> None:
-        """Fill `results` for the entries that record what a scan of the (S3) inventory records now: their
-        fingerprints are the same by construction, so each is ok (see `refscan.inventory.matching`)."""
-        if self.deep or inventory.manifest.kind != "s3":
-            return
-        from .inventory.matching import unchanged
-
-        backend = backend_class(inventory.manifest.scheme)
-        head = len(f"{inventory.manifest.scheme}://{inventory.manifest.bucket}/")
-        for i in await unchanged(inventory, entries):
-            e = entries[i]
-            assert e.ref is not None  # an unchanged entry has a ref
-            found = backend.fingerprint(backend.decode(e.ref[head:], e.digest, e.size, e.extra)).as_dict()
-            results[i] = VerifyResult(e.path, e.ref, "ok", "fingerprint matches", found, found, "fingerprint-matches")
-            self.settled += 1
 
     async def consult(self, inventory: Inventory, entries: list[ManifestEntry]) -> list[ManifestEntry]:
         """Look every entry the inventory can vouch for up in it (one pass over its rows); returns the others.
@@ -343,6 +397,7 @@ async def averify(
     options: Options | None = None,
     rescan: Iterable[str] = (),
     on_result: Callable[[VerifyResult], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
     inventory: str | None = None,
     executor: Executor | None = None,
 ) -> VerifyReport:
@@ -351,65 +406,77 @@ async def averify(
 
     `inventory`: the location of an inventory manifest (URI or local path) taken after the entries were
     recorded; entries it can vouch for are checked against its rows with no request per object, the others
-    are looked up live, and the report says how many were (`VerifyReport.inventory`).
+    are looked up live, and the report says how many were (`VerifyReport.inventory`). With an S3 inventory
+    (and not `deep`), entries that record what a scan of it records are answered in bulk, a manifest file
+    being read in chunks: memory stays at a few hundred bytes per entry.
 
     `rescan`: folder URIs to list again; each object found there whose ref is not in the manifest gives a
     result with status `added` (path as a plain scan of that folder names it), like `dvc status`.
-    `on_result` is called with each result as it is known (progress).
+    `on_result` is called with each result as it is known; `on_progress` with how many results just became
+    known (for progress bars: it makes no result object).
 
     `executor` (`refscan.distributed.RayExecutor`, ...): the entries are verified in shards there (not with
     `inventory` or `rescan`).
     """
-    entries = list(as_manifest(source))
+
+    def known(results: Iterable[VerifyResult], count: int) -> None:
+        if on_result is not None:
+            for result in results:
+                on_result(result)
+        if on_progress is not None and count:
+            on_progress(count)
+
     if executor is not None:
         if inventory is not None or tuple(rescan):
             raise ValueError("verify with an executor takes neither inventory nor rescan")
         from .distributed import verify_all
 
-        def each(batch: list[VerifyResult]) -> None:
-            for result in batch:
-                if on_result is not None:
-                    on_result(result)
-
-        done = await verify_all(entries, deep=deep, options=options, executor=executor, on_results=each)
+        done = await verify_all(
+            list(as_manifest(source)),
+            deep=deep,
+            options=options,
+            executor=executor,
+            on_results=lambda batch: known(batch, len(batch)),
+        )
         return VerifyReport(tuple(done))
-    results: list[VerifyResult | None] = [None] * len(entries)
     added: list[VerifyResult] = []
+    block: ResultBlock | None = None
     async with Session(options) as session, Scanner(session=session) as scanner:
         opened = await scanner.inventory(inventory) if inventory is not None else None
+        if opened is not None and not deep and opened.manifest.kind == "s3":
+            from .inventory.verifying import settle
+
+            block, entries = await settle(opened, source)
+            known(block, len(block))
+        else:
+            entries = list(as_manifest(source))
         verifier = _Verifier(session, deep, opened)
-        if opened is not None:
-            await verifier.settle_unchanged(opened, entries, results)
-        left = [i for i, result in enumerate(results) if result is None]
-        if on_result is not None and len(left) < len(entries):
-            for result in results:
-                if result is not None:
-                    on_result(result)
-        rest = [entries[i] for i in left]
-        await verifier.prefetch(await verifier.consult(opened, rest) if opened is not None else rest)
-        todo = iter(left)
+        await verifier.prefetch(await verifier.consult(opened, entries) if opened is not None else entries)
+        results: list[VerifyResult | None] = [None] * len(entries)
+        todo = iter(range(len(entries)))
 
         async def worker() -> None:
             for i in todo:
                 results[i] = outcome = await verifier.check(entries[i])
-                if on_result is not None:
-                    on_result(outcome)
+                known((outcome,), 1)
 
         async with anyio.create_task_group() as tg:
-            for _ in range(min(len(left), 2 * session.options.concurrency)):
+            for _ in range(min(len(entries), 2 * session.options.concurrency)):
                 tg.start_soon(worker)
-        known = {e.ref for e in entries}
-        for folder in rescan:
-            async for found in scanner.iter_scan(folder, max_objects=sys.maxsize):
-                if found.ref not in known:
-                    actual = recorded(found, session.options).fingerprint
-                    why = f"new under {folder} since the manifest was made"
-                    added.append(_result(found, "added", "added", why, None, actual))
+        if rescan:
+            refs = {e.ref for e in entries} | set(block.refs() if block is not None else ())
+            for folder in rescan:
+                async for found in scanner.iter_scan(folder, max_objects=sys.maxsize):
+                    if found.ref not in refs:
+                        actual = recorded(found, session.options).fingerprint
+                        why = f"new under {folder} since the manifest was made"
+                        added.append(_result(found, "added", "added", why, None, actual))
+    checked = [r for r in results if r is not None]
     used = None
     if opened is not None:
-        answered = len(verifier.vouched) + verifier.settled
+        answered = len(verifier.vouched) + len(block or ())
         used = {**opened.describe(), "from_inventory": answered, "live": verifier.live}
-    return VerifyReport(tuple(r for r in results if r is not None) + tuple(added), used)
+    return VerifyReport(VerifyResults(checked, block, added), used)
 
 
 verify = synchronous(averify)

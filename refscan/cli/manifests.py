@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
 from ..diff import diff_manifests
 from ..download import download as download_files
+from ..manifest import ManifestSource
 from ..sync import run_sync
 from ..verify import averify
 from .context import Context
@@ -43,18 +45,23 @@ def verify(
     SOURCE is a manifest file or NAME:VER. Exits 1 when an entry changed, is missing, could not be
     checked, or (with --rescan) was added. With --inventory, entries the inventory vouches for are checked
     against its rows without a request each; the others are looked up live."""
-    manifest, _ = obj.source(source)
     executor = executor_from(ray, ray_address, ray_workers)
     if executor is not None and (rescan or inventory is not None):
         raise click.UsageError("--ray does not combine with --rescan or --inventory")
-    with obj.progress("verified", total=len(manifest)) as advance:
+    manifest: ManifestSource
+    if inventory is not None and Path(source).is_file():  # read by verify itself, in chunks: millions of entries
+        manifest, total = source, None
+    else:
+        manifest = obj.source(source)[0]
+        total = len(manifest)
+    with obj.progress("verified", total=total) as advance:
         report = run_sync(
             lambda: averify(
                 manifest,
                 deep=deep,
                 options=obj.options,
                 rescan=rescan,
-                on_result=lambda r: advance(1),
+                on_progress=advance,
                 inventory=inventory,
                 executor=executor,
             )
@@ -69,7 +76,7 @@ def verify(
     if as_json:
         echo_json(report.to_dict())
     else:
-        print_verify_results(list(report.results), report.counts, show_all)
+        print_verify_results(report.results if show_all else list(report.problems()), report.counts, show_all)
     sys.exit(0 if (report.strict_ok() if strict else report.ok) else 1)
 
 

@@ -1,71 +1,55 @@
 """Entries that record exactly what a scan of an S3 inventory records now: the fast path of
-`verify --inventory`, found by a hash join of the entries with the inventory's current rows (pyarrow).
+`verify --inventory`, found column by column (pyarrow) while the inventory's rows stream past.
 
 Verify decodes an entry and the inventory's row of its object and compares their fingerprints. When the entry
 holds what a folder scan would record from that row (ref, digest = `extra.etag` = the row's ETag, size,
 `versionID`, `lastModified`, nothing else in `extra`) both decode to the same object, so the comparison can
-only say "fingerprint matches" (an ETag always proves). `unchanged` finds those entries column by column,
-building the rows' entries with the scan's own column rule (`columns.s3_columns`); verify answers them at once
-and checks every other entry as before (tests/integration/test_inventory.py checks both ways give the same
-report on random manifests).
+only say "fingerprint matches" (an ETag always proves). `unchanged` finds those entries among the simple ones
+(`entries.EntryColumns`), building the rows' entries with the scan's own column rule (`columns.s3_columns`);
+verify answers them at once and checks every other entry as before (tests/unit/test_inventory_verify.py checks
+both ways give the same report on random manifests).
+
+Memory stays at the entries' own columns: the candidates' keys are sorted once, and each batch of rows is
+matched against the keys in its own key range only (inventories list keys in order, so that range is small).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from bisect import bisect_left, bisect_right
 from typing import TYPE_CHECKING, Any
 
-from ..manifest import ManifestEntry
 from .columns import s3_columns
+from .entries import ascending
 from .readers import pyarrow
 
 if TYPE_CHECKING:
     from .source import Inventory
 
-#: The `extra` keys a scan of an S3 inventory row writes.
-SCANNED = frozenset({"etag", "versionID", "lastModified"})
+
+class _Keys:
+    """A sorted Arrow string array as a sequence of Python strings, for `bisect`."""
+
+    def __init__(self, values: Any) -> None:
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, i: int) -> str:
+        value: str = self.values[i].as_py()
+        return value
 
 
-def entry_table(entries: Sequence[ManifestEntry], ref_head: str) -> Any:
-    """The entries that may be unchanged (ref under `ref_head` with no `?`, a size, only scanned `extra` keys,
-    all of them text) as a table: pos, key, digest, size, etag, version, modified."""
+def candidates(table: Any, ref_head: str, created: str) -> Any:
+    """A mask of the rows of `table` (an `EntryColumns` table) that may be unchanged: ref under `ref_head`
+    with no `?`, digest = etag, a size, not modified after the inventory was taken (`created`)."""
     pa = pyarrow()
     pc = pa.compute
-    extras = [e.extra for e in entries]
-    fits = [x.keys() <= SCANNED for x in extras]
-    columns: dict[str, list[Any]] = {
-        "ref": [e.ref for e in entries],
-        "digest": [e.digest for e in entries],
-        "size": [e.size for e in entries],
-        "etag": [x.get("etag") for x in extras],
-        "version": [x.get("versionID") for x in extras],
-        "modified": [x.get("lastModified") for x in extras],
-    }
-    arrays = {}
-    for name, values in columns.items():
-        arrays[name], typed = _column(pa, values, int if name == "size" else str)
-        if typed is not None:
-            fits = [f and t for f, t in zip(fits, typed, strict=True)]
-    ref = arrays.pop("ref")
-    mask = pc.and_(pa.array(fits, pa.bool_()), pc.fill_null(pc.starts_with(ref, ref_head), False))
+    ref = table.column("ref")
+    mask = pc.and_(table.column("etag_is_digest"), pc.is_valid(table.column("size")))
+    mask = pc.and_(mask, pc.fill_null(pc.starts_with(ref, ref_head), False))
     mask = pc.and_(mask, pc.invert(pc.fill_null(pc.match_substring(ref, "?"), True)))
-    for name in ("size", "etag"):
-        mask = pc.and_(mask, pc.is_valid(arrays[name]))
-    table = pa.table(
-        {"pos": pa.array(range(len(entries)), pa.int64()), "key": pc.utf8_slice_codeunits(ref, len(ref_head)), **arrays}
-    )
-    return table.filter(mask)
-
-
-def _column(pa: Any, values: list[Any], kind: type) -> tuple[Any, list[bool] | None]:
-    """`values` as an Arrow array of `kind` (int64 or string); when some are of another type they become null
-    and the flags say which values were None or of `kind` (None: all were)."""
-    arrow_type = pa.int64() if kind is int else pa.string()
-    try:
-        return pa.array(values, arrow_type), None
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        typed = [v is None or type(v) is kind for v in values]
-        return pa.array([v if t else None for v, t in zip(values, typed, strict=True)], arrow_type), typed
+    return pc.and_(mask, pc.fill_null(pc.less_equal(table.column("modified"), created), True))
 
 
 def _same(pc: Any, a: Any, b: Any) -> Any:
@@ -73,33 +57,68 @@ def _same(pc: Any, a: Any, b: Any) -> Any:
     return pc.or_(pc.fill_null(pc.equal(a, b), False), pc.and_(pc.is_null(a), pc.is_null(b)))
 
 
-async def unchanged(inventory: Inventory, entries: Sequence[ManifestEntry]) -> list[int]:
-    """Positions in `entries` of those that record what a scan of the (S3) `inventory` records now and were
-    not modified after it was taken."""
+def _rows_at(pc: Any, table: Any, span: Any, hit: Any) -> Any:
+    """The rows of `table` at the positions `span` where `hit` is true. When `span` is a run of consecutive
+    positions (entries listed in key order, as a folder scan writes them) that is a slice of the table, far
+    cheaper than a `take` from its many chunks."""
+    n = len(span)
+    first, last = span[0].as_py(), span[n - 1].as_py()
+    if last - first == n - 1 and ascending(pc, span):
+        return table.slice(first, n).filter(hit)
+    return table.take(span.filter(hit))
+
+
+async def unchanged(inventory: Inventory, table: Any) -> Any:
+    """A boolean Arrow array over the rows of `table` (an `EntryColumns` table): true for the entries that
+    record what a scan of the (S3) `inventory` records now and were not modified after it was taken."""
     pa = pyarrow()
     pc = pa.compute
     ref_head = f"{inventory.manifest.scheme}://{inventory.manifest.bucket}/"
-    table = entry_table(entries, ref_head)
-    if not table.num_rows:
-        return []
-    rows = []
-    bounds = pc.min_max(table.column("key"))
-    async for batch in inventory.current_rows(between=(bounds["min"].as_py(), bounds["max"].as_py())):
-        found, _ = s3_columns(batch, "", None, ref_head)
-        rows.append(
-            pa.table(
-                {"key": found.key, "r_size": found.size, "r_etag": found.etag, "r_version": found.version}
-                | {"r_modified": found.modified}
-            )
-        )
-    if not rows:
-        return []
-    joined = table.join(pa.concat_tables(rows), keys="key", join_type="inner")
-    etag = joined.column("etag")
-    same = pc.and_(pc.equal(joined.column("digest"), etag), pc.equal(etag, joined.column("r_etag")))
-    same = pc.and_(same, pc.equal(joined.column("size"), joined.column("r_size")))
-    same = pc.and_(same, _same(pc, joined.column("version"), joined.column("r_version")))
-    modified = joined.column("modified")
-    same = pc.and_(same, _same(pc, modified, joined.column("r_modified")))
-    same = pc.and_(same, pc.fill_null(pc.less_equal(modified, inventory.created), True))
-    return sorted(pc.filter(joined.column("pos"), pc.fill_null(same, False)).to_pylist())
+    chosen = candidates(table, ref_head, inventory.created)
+    keys = pc.utf8_slice_codeunits(table.column("ref").filter(chosen), len(ref_head)).combine_chunks()
+    positions = pc.indices_nonzero(chosen)
+    n = len(keys)
+    if not n:
+        return _false(pa, table.num_rows)
+    order = None
+    if not ascending(pc, keys):  # entries not in key order: match them sorted
+        order = pc.sort_indices(keys)
+        keys, positions = keys.take(order), positions.take(order)
+    sorted_keys = _Keys(keys)
+    settled = _false(pa, n)  # by sorted key
+    columns = table.select(["digest", "size", "version", "modified"])
+    async for batch in inventory.current_rows(between=(sorted_keys[0], sorted_keys[-1])):
+        rows, _ = s3_columns(batch, "", None, ref_head)
+        if not len(rows.key):
+            continue
+        bounds = pc.min_max(rows.key)
+        lo = bisect_left(sorted_keys, bounds["min"].as_py())
+        hi = bisect_right(sorted_keys, bounds["max"].as_py())
+        if lo >= hi:
+            continue
+        span = positions.slice(lo, hi - lo)
+        index = pc.index_in(keys.slice(lo, hi - lo), value_set=rows.key)
+        hit = pc.is_valid(index)
+        if not pc.any(hit).as_py():
+            continue
+        row = index.filter(hit)
+        entries = _rows_at(pc, columns, span, hit)
+        same = pc.equal(entries.column("digest"), rows.etag.take(row))
+        same = pc.and_(same, pc.equal(entries.column("size"), rows.size.take(row)))
+        same = pc.and_(same, _same(pc, entries.column("version"), rows.version.take(row)))
+        same = pc.and_(same, _same(pc, entries.column("modified"), rows.modified.take(row)))
+        in_span = pc.replace_with_mask(_false(pa, hi - lo), hit, _array(pa, pc.fill_null(same, False)))
+        settled = pc.or_(settled, pa.concat_arrays([_false(pa, lo), in_span, _false(pa, n - hi)]))
+    if order is not None:  # back to the candidates' own order
+        settled = settled.take(pc.sort_indices(order))
+    return pc.replace_with_mask(_false(pa, table.num_rows), _array(pa, chosen), _array(pa, settled))
+
+
+def _array(pa: Any, values: Any) -> Any:
+    """`values` as one Arrow array (a chunked array combined)."""
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+def _false(pa: Any, n: int) -> Any:
+    """`n` false values."""
+    return pa.compute.fill_null(pa.nulls(n, pa.bool_()), False)
