@@ -24,7 +24,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from operator import attrgetter, eq
+from operator import attrgetter
 from pathlib import Path
 from typing import IO, Annotated, Any
 
@@ -41,6 +41,7 @@ except ImportError as exc:
 
 #: The `extra` keys of a simple entry (what a folder scan of S3 records), by column name.
 EXTRA_COLUMNS = {"etag": "etag", "versionID": "version", "lastModified": "modified"}
+#: An entry's fields as gathered (`EntryColumns` holds `ref` as `ref_base` and `ref_tail`).
 FIELDS = ("path", "digest", "ref", "size", "etag", "version", "modified")
 #: Bytes of the file read at a time; each chunk is about this long.
 BLOCK = 4 << 20
@@ -49,8 +50,12 @@ _CONTENTS = re.compile(rb'\n([ \t]+)"contents": \{')
 
 @dataclass
 class EntryColumns:
-    """Entries of a manifest: the simple ones as a table with columns `FIELDS` and `etag_is_digest` (then
-    `etag` is null: the value is the digest's), the others as objects; both in path order."""
+    """Entries of a manifest in path order: the simple ones as a table, the others as objects.
+
+    The table's columns are `path`, `digest`, `size`, `version`, `modified`, and, to hold each value once:
+    `etag` (null when `etag_is_digest`: it is the digest) and the ref as `ref_base` + (`ref_tail` or, when
+    that is null, the path) — a folder scan's refs end with their paths, so `ref_base` is the folder's ref,
+    dictionary-encoded; a null `ref_base` is no ref."""
 
     table: Any
     others: list[ManifestEntry] = field(default_factory=list)
@@ -59,27 +64,89 @@ class EntryColumns:
         return int(self.table.num_rows) + len(self.others)
 
 
+def ref(base: str | None, tail: str | None, path: str) -> str | None:
+    """A ref from its columns."""
+    return None if base is None else base + (path if tail is None else tail)
+
+
+def refs_of(table: Any) -> Any:
+    """The refs of the rows of an `EntryColumns` table (or a slice of it), as text."""
+    pa = pyarrow()
+    pc = pa.compute
+    base = table.column("ref_base").cast(pa.string())
+    return pc.binary_join_element_wise(base, pc.coalesce(table.column("ref_tail"), table.column("path")), "")
+
+
 def entries_of(table: Any) -> list[ManifestEntry]:
     """The rows of an `EntryColumns` table (or a slice of it) as entry objects."""
     out = []
-    columns = (table.column(name).to_pylist() for name in (*FIELDS, "etag_is_digest"))
-    for path, digest, ref, size, etag, version, modified, same in zip(*columns, strict=True):
+    names = ("path", "digest", "ref_base", "ref_tail", "size", "etag", "version", "modified", "etag_is_digest")
+    for path, digest, base, tail, size, etag, version, modified, same in zip(
+        *(table.column(name).to_pylist() for name in names), strict=True
+    ):
         etag = digest if same else etag
         extra = {k: v for k, v in (("etag", etag), ("versionID", version), ("lastModified", modified)) if v is not None}
-        out.append(ManifestEntry(path, digest, ref, size, extra))
+        out.append(ManifestEntry(path, digest, ref(base, tail, path), size, extra))
     return out
 
 
 def _table(columns: dict[str, list[Any]]) -> Any:
-    """The columns as a table, an etag equal to the digest held once. Built in the system allocator: its
-    memory is given back as soon as it is freed, where Arrow's default pool keeps the builders' freed buffers
-    and grows by a chunk's worth each time."""
+    """The gathered `FIELDS` as an `EntryColumns` table. Built in the system allocator: its memory is given
+    back as soon as it is freed, where Arrow's default pool keeps the builders' freed buffers and grows by a
+    chunk's worth each time."""
     pa = pyarrow()
+    pc = pa.compute
     pool = pa.system_memory_pool()
-    same = list(map(eq, columns["etag"], columns["digest"]))
-    columns["etag"] = [None if s else etag for s, etag in zip(same, columns["etag"], strict=True)]
-    arrays = {n: pa.array(columns[n], pa.int64() if n == "size" else pa.string(), memory_pool=pool) for n in FIELDS}
-    return pa.table({**arrays, "etag_is_digest": pa.array(same, pa.bool_(), memory_pool=pool)})
+
+    def text(values: list[Any]) -> Any:
+        return pa.array(values, pa.string(), memory_pool=pool)
+
+    arrays = {name: text(columns[name]) for name in ("path", "digest", "ref", "etag", "version", "modified")}
+    same = pc.fill_null(pc.equal(arrays["etag"], arrays["digest"]), False)
+    if pc.all(same).as_py():  # the usual: every etag is the digest
+        arrays["etag"] = pa.nulls(len(same), pa.string())
+    else:
+        arrays["etag"] = text([None if s else e for s, e in zip(same.to_pylist(), columns["etag"], strict=True)])
+    base, tail = _split_refs(pa, columns["path"], columns["ref"], arrays.pop("ref"), arrays["path"])
+    return pa.table(
+        {
+            "path": arrays["path"],
+            "digest": arrays["digest"],
+            "ref_base": base,
+            "ref_tail": tail,
+            "size": pa.array(columns["size"], pa.int64(), memory_pool=pool),
+            "etag": arrays["etag"],
+            "version": arrays["version"],
+            "modified": arrays["modified"],
+            "etag_is_digest": same,
+        }
+    )
+
+
+def _split_refs(pa: Any, paths: list[str], refs: list[str | None], ref: Any, path: Any) -> tuple[Any, Any]:
+    """The `ref_base` and `ref_tail` columns of refs `refs` (also as the array `ref`) of entries at `paths`
+    (`path`): at once when every ref is the first one's folder followed by its path, else one by one."""
+    pc = pa.compute
+    n = len(refs)
+    first, at = (refs[0], paths[0]) if n else (None, "")
+    if first is not None and first.endswith(at):
+        folder = first[: len(first) - len(at)]
+        if pc.all(pc.fill_null(pc.equal(ref, pc.binary_join_element_wise(folder, path, "")), False)).as_py():
+            zeros = pc.fill_null(pa.nulls(n, pa.int32()), 0)
+            return pa.DictionaryArray.from_arrays(zeros, pa.array([folder])), pa.nulls(n, pa.string())
+    bases: list[str | None] = []
+    tails: list[str | None] = []
+    for entry_path, full in zip(paths, refs, strict=True):
+        if full is None:
+            bases.append(None)
+            tails.append(None)
+        elif full.endswith(entry_path):
+            bases.append(full[: len(full) - len(entry_path)])
+            tails.append(None)
+        else:
+            bases.append("")
+            tails.append(full)
+    return pa.array(bases, pa.string()).dictionary_encode(), pa.array(tails, pa.string())
 
 
 def _add(entries: Iterable[ManifestEntry], columns: dict[str, list[Any]], others: list[ManifestEntry]) -> None:
@@ -197,7 +264,6 @@ def _parse_piece(body: bytes, member: bytes, tables: list[Any], others: list[Man
     """Add the entries of `body` (entries separated by commas, and followed by one when `more` come after) to
     `tables` (one more table) / `others`; False when the text does not parse as exactly as many entries as it
     has entry lines."""
-    columns: dict[str, list[Any]] = {name: [] for name in FIELDS}
     body = body.rstrip()
     if more:
         if not body.endswith(b","):
@@ -214,6 +280,7 @@ def _parse_piece(body: bytes, member: bytes, tables: list[Any], others: list[Man
             return False
         if not isinstance(values, dict) or len(values) != lines:
             return False
+        columns: dict[str, list[Any]] = {name: [] for name in FIELDS}
         _add((ManifestEntry.from_dict(p, v, copy=False) for p, v in values.items()), columns, others)
         tables.append(_table(columns))
         return True
@@ -224,14 +291,14 @@ def _parse_piece(body: bytes, member: bytes, tables: list[Any], others: list[Man
     if "" in entries:
         raise ManifestError("manifest path '' is not a non-empty string")
     values = list(entries.values())
-    columns["path"].extend(entries)
-    for name in ("digest", "ref", "size"):
-        columns[name].extend(map(attrgetter(name), values))
+    columns = {"path": list(entries)} | {
+        name: list(map(attrgetter(name), values)) for name in ("digest", "ref", "size")
+    }
     extras = list(map(attrgetter("extra"), values))
     if None in extras:
         extras = [x if x is not None else _NO_EXTRA for x in extras]
     for key, name in EXTRA_COLUMNS.items():
-        columns[name].extend(map(attrgetter(key), extras))
+        columns[name] = list(map(attrgetter(key), extras))
     tables.append(_table(columns))
     return True
 

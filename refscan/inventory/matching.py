@@ -19,25 +19,26 @@ from bisect import bisect_left, bisect_right
 from typing import TYPE_CHECKING, Any
 
 from .columns import s3_columns
-from .entries import ascending
+from .entries import ascending, ref, refs_of
 from .readers import pyarrow
 
 if TYPE_CHECKING:
     from .source import Inventory
 
 
-class _Keys:
-    """A sorted Arrow string array as a sequence of Python strings, for `bisect`."""
+class _Refs:
+    """The refs of rows `lo`.. of an `EntryColumns` table (read one by one), for `bisect`."""
 
-    def __init__(self, values: Any) -> None:
-        self.values = values
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.columns = [table.column(name) for name in ("ref_base", "ref_tail", "path")]
 
     def __len__(self) -> int:
-        return len(self.values)
+        return int(self.table.num_rows)
 
     def __getitem__(self, i: int) -> str:
-        value: str = self.values[i].as_py()
-        return value
+        base, tail, path = (column[i].as_py() for column in self.columns)
+        return str(ref(base, tail, path))
 
 
 def candidates(table: Any, ref_head: str, created: str) -> Any:
@@ -45,11 +46,14 @@ def candidates(table: Any, ref_head: str, created: str) -> Any:
     with no `?`, digest = etag, a size, not modified after the inventory was taken (`created`)."""
     pa = pyarrow()
     pc = pa.compute
-    ref = table.column("ref")
-    mask = pc.and_(table.column("etag_is_digest"), pc.is_valid(table.column("size")))
-    mask = pc.and_(mask, pc.fill_null(pc.starts_with(ref, ref_head), False))
-    mask = pc.and_(mask, pc.invert(pc.fill_null(pc.match_substring(ref, "?"), True)))
-    return pc.and_(mask, pc.fill_null(pc.less_equal(table.column("modified"), created), True))
+    masks = []
+    for rows in table.to_batches():
+        refs = refs_of(rows)
+        mask = pc.and_(rows.column("etag_is_digest"), pc.is_valid(rows.column("size")))
+        mask = pc.and_(mask, pc.fill_null(pc.starts_with(refs, ref_head), False))
+        mask = pc.and_(mask, pc.invert(pc.fill_null(pc.match_substring(refs, "?"), True)))
+        masks.append(pc.and_(mask, pc.fill_null(pc.less_equal(rows.column("modified"), created), True)))
+    return pa.chunked_array(masks, pa.bool_())
 
 
 def _same(pc: Any, a: Any, b: Any) -> Any:
@@ -75,43 +79,75 @@ async def unchanged(inventory: Inventory, table: Any) -> Any:
     pc = pa.compute
     ref_head = f"{inventory.manifest.scheme}://{inventory.manifest.bucket}/"
     chosen = candidates(table, ref_head, inventory.created)
-    keys = pc.utf8_slice_codeunits(table.column("ref").filter(chosen), len(ref_head)).combine_chunks()
-    positions = pc.indices_nonzero(chosen)
-    n = len(keys)
+    if pc.all(chosen).as_py() and _in_ref_order(pc, table):  # the usual case: the table's own rows, no copy
+        refs, positions, order = None, None, None
+        sorted_refs: Any = _Refs(table)
+    else:
+        refs, positions = refs_of(table.filter(chosen)).combine_chunks(), pc.indices_nonzero(chosen)
+        order = None if ascending(pc, refs) else pc.sort_indices(refs)
+        if order is not None:  # entries not in key order: match them sorted
+            refs, positions = refs.take(order), positions.take(order)
+        sorted_refs = _Texts(refs)
+    n = len(sorted_refs)
     if not n:
         return _false(pa, table.num_rows)
-    order = None
-    if not ascending(pc, keys):  # entries not in key order: match them sorted
-        order = pc.sort_indices(keys)
-        keys, positions = keys.take(order), positions.take(order)
-    sorted_keys = _Keys(keys)
-    settled = _false(pa, n)  # by sorted key
+    settled = _false(pa, n)  # by sorted ref
     columns = table.select(["digest", "size", "version", "modified"])
-    async for batch in inventory.current_rows(between=(sorted_keys[0], sorted_keys[-1])):
+    between = (sorted_refs[0][len(ref_head) :], sorted_refs[n - 1][len(ref_head) :])
+    async for batch in inventory.current_rows(between=between):
         rows, _ = s3_columns(batch, "", None, ref_head)
         if not len(rows.key):
             continue
         bounds = pc.min_max(rows.key)
-        lo = bisect_left(sorted_keys, bounds["min"].as_py())
-        hi = bisect_right(sorted_keys, bounds["max"].as_py())
+        lo = bisect_left(sorted_refs, ref_head + bounds["min"].as_py())
+        hi = bisect_right(sorted_refs, ref_head + bounds["max"].as_py())
         if lo >= hi:
             continue
-        span = positions.slice(lo, hi - lo)
-        index = pc.index_in(keys.slice(lo, hi - lo), value_set=rows.key)
+        span = refs_of(table.slice(lo, hi - lo)) if refs is None else refs.slice(lo, hi - lo)
+        index = pc.index_in(span, value_set=pc.binary_join_element_wise(ref_head, rows.key, ""))
         hit = pc.is_valid(index)
         if not pc.any(hit).as_py():
             continue
         row = index.filter(hit)
-        entries = _rows_at(pc, columns, span, hit)
+        if positions is None:
+            entries = columns.slice(lo, hi - lo).filter(hit)
+        else:
+            entries = _rows_at(pc, columns, positions.slice(lo, hi - lo), hit)
         same = pc.equal(entries.column("digest"), rows.etag.take(row))
         same = pc.and_(same, pc.equal(entries.column("size"), rows.size.take(row)))
         same = pc.and_(same, _same(pc, entries.column("version"), rows.version.take(row)))
         same = pc.and_(same, _same(pc, entries.column("modified"), rows.modified.take(row)))
-        in_span = pc.replace_with_mask(_false(pa, hi - lo), hit, _array(pa, pc.fill_null(same, False)))
+        in_span = pc.replace_with_mask(_false(pa, hi - lo), _array(pa, hit), _array(pa, pc.fill_null(same, False)))
         settled = pc.or_(settled, pa.concat_arrays([_false(pa, lo), in_span, _false(pa, n - hi)]))
     if order is not None:  # back to the candidates' own order
         settled = settled.take(pc.sort_indices(order))
     return pc.replace_with_mask(_false(pa, table.num_rows), _array(pa, chosen), _array(pa, settled))
+
+
+class _Texts:
+    """An Arrow string array as a sequence of Python strings, for `bisect`."""
+
+    def __init__(self, values: Any) -> None:
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, i: int) -> str:
+        return str(self.values[i].as_py())
+
+
+def _in_ref_order(pc: Any, table: Any) -> bool:
+    """True when the table's refs ascend (read a batch at a time)."""
+    last = None
+    for rows in table.to_batches():
+        refs = refs_of(rows)
+        if not len(refs):
+            continue
+        if (last is not None and not last < refs[0].as_py()) or not ascending(pc, refs):
+            return False
+        last = refs[len(refs) - 1].as_py()
+    return True
 
 
 def _array(pa: Any, values: Any) -> Any:

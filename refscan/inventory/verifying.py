@@ -52,20 +52,22 @@ class Settled:
         from ..verify import VerifyResult
 
         backend, head = self.backend, self.head
-        for path, ref, digest, size, version, modified in self._rows(
-            ("path", "ref", "digest", "size", "version", "modified")
-        ):
+        names = ("path", "ref_base", "ref_tail", "digest", "size", "version", "modified")
+        for path, base, tail, digest, size, version, modified in self._rows(names):
             extra = {"etag": digest}
             if version is not None:
                 extra["versionID"] = version
             if modified is not None:
                 extra["lastModified"] = modified
-            found = backend.fingerprint(backend.decode(ref[head:], digest, size, extra)).as_dict()
-            yield VerifyResult(path, ref, "ok", "fingerprint matches", found, found, "fingerprint-matches")
+            full = base + (path if tail is None else tail)
+            found = backend.fingerprint(backend.decode(full[head:], digest, size, extra)).as_dict()
+            yield VerifyResult(path, full, "ok", "fingerprint matches", found, found, "fingerprint-matches")
 
     def refs(self) -> Iterator[str]:
         """The settled entries' refs."""
-        return (ref for (ref,) in self._rows(("ref",)))
+        return (
+            base + (path if tail is None else tail) for path, base, tail in self._rows(("path", "ref_base", "ref_tail"))
+        )
 
 
 async def load(source: ManifestSource) -> EntryColumns:
