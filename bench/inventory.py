@@ -142,20 +142,21 @@ def _cpu() -> float:
 
 def job_scan(inventory: str | None, out: str | None) -> dict[str, Any]:
     """Entries of s3://synthetic/data/ from the inventory (or live, when `inventory` is None), streamed to a JSON
-    Lines file batch by batch as the CLI's `--format jsonl` does (constant memory), or only counted."""
+    Lines file batch by batch as the CLI's `--format jsonl` does (their bytes, in constant memory), or only
+    counted."""
     import anyio
 
     from refscan.scan import Scanner
 
     count = 0
-    sink = open(out or os.devnull, "w", encoding="utf-8")  # noqa: SIM115  (closed below)
+    sink = open(out or os.devnull, "wb")  # noqa: SIM115  (closed below)
 
     async def run() -> None:
         nonlocal count
         async with Scanner() as scanner:
             uri = f"s3://{SOURCE_BUCKET}/data/"
             async for batch in scanner.iter_scan_batches(uri, max_objects=10**9, inventory=inventory):
-                sink.write(batch.jsonl())
+                sink.write(batch.jsonl_bytes())
                 count += len(batch)
 
     cpu, started = _cpu(), time.perf_counter()

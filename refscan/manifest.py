@@ -88,6 +88,10 @@ class EntryBatch(Protocol):
         """The entries as JSON Lines, each line equal to `jsonl_line` of its entry."""
         ...
 
+    def jsonl_bytes(self) -> bytes | memoryview:
+        """`jsonl()` as UTF-8 bytes, for a binary sink (a view of the batch's own buffer where it has one)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class EntryList:
@@ -103,6 +107,9 @@ class EntryList:
 
     def jsonl(self) -> str:
         return "".join(map(jsonl_line, self.items))
+
+    def jsonl_bytes(self) -> bytes:
+        return self.jsonl().encode()
 
 
 def manifest_digest(entries: Iterable[ManifestEntry]) -> str:

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import IO, Any, BinaryIO, NoReturn, TextIO, cast
 
 import click
 from rich.console import Console
@@ -98,15 +98,35 @@ def open_output(output: str | None) -> Iterator[TextIO]:
         yield sys.stdout
         sys.stdout.flush()
         return
+    with _output_file(output, "w") as f:
+        yield cast(TextIO, f)
+
+
+@contextmanager
+def open_binary_output(output: str | None) -> Iterator[BinaryIO]:
+    """`open_output` for bytes (UTF-8 text already encoded): stdout's own byte stream for None or `-`."""
+    if output is None or output == "-":
+        sys.stdout.flush()  # text already written goes first
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    with _output_file(output, "wb") as f:
+        yield cast(BinaryIO, f)
+
+
+@contextmanager
+def _output_file(output: str, mode: str) -> Iterator[IO[Any]]:
+    """The file FILE of `open_output`, opened in `mode` (`w`: UTF-8 text, `wb`: bytes)."""
+    encoding = None if "b" in mode else "utf-8"
     target = Path(output)
     try:
         if target.exists() and not target.is_file():
-            with open(target, "w", encoding="utf-8") as f:
+            with open(target, mode, encoding=encoding) as f:
                 yield f
             return
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
+            with open(tmp, mode, encoding=encoding) as f:
                 yield f
             os.replace(tmp, target)
         finally:

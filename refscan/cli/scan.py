@@ -12,7 +12,7 @@ from ..manifest import EntryBatch, EntryList, Manifest, ManifestEntry
 from ..scan import Scanner, ScanRequest
 from ..sync import run_sync
 from .context import Context
-from .render import entries_table, open_output, render
+from .render import entries_table, open_binary_output, open_output, render
 from .scaleout import executor_from, ray_options
 
 
@@ -98,9 +98,9 @@ def scan(
         raise click.UsageError("--name needs exactly one URI")
     requests = [ScanRequest(u, name, not no_checksum, max_objects, inventory) for u in uris]
     executor = executor_from(ray, ray_address, ray_workers)
-    if fmt == "jsonl":  # streamed: constant memory for millions of entries
-        with open_output(output) as out:
-            scan_into(obj, requests, lambda batch: out.write(batch.jsonl()), executor, checkpoint)
+    if fmt == "jsonl":  # streamed, as bytes: constant memory (and no text decoding) for millions of entries
+        with open_binary_output(output) as lines:
+            scan_into(obj, requests, lambda batch: lines.write(batch.jsonl_bytes()), executor, checkpoint)
         return
     manifest = Manifest()
 

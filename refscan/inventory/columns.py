@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends.s3.client import ISO_UTC
-from ..manifest import ManifestEntry, jsonl_line
+from ..manifest import EntryList, ManifestEntry
 from ..naming import NOT_PLAIN
 from .readers import CHECKSUM, ETAG, KEY, MODIFIED, SIZE, VERSION, pyarrow
 
@@ -69,14 +69,23 @@ class ColumnEntries:
         return out + self.others
 
     def jsonl(self) -> str:
-        rest = "".join(map(jsonl_line, self.others))
+        return str(self.jsonl_bytes(), "utf-8")
+
+    def jsonl_bytes(self) -> bytes | memoryview:
+        """The JSON Lines of the column entries as one Arrow string column's own bytes (no copy), then those of
+        `others` (a copy of the whole only when there are any)."""
+        rest = EntryList(self.others).jsonl_bytes()
         if not len(self.path):
             return rest
+        found = memoryview(_text(pyarrow(), self._lines()))
+        return b"".join((found, rest)) if rest else found
+
+    def _lines(self) -> Any:
+        """The JSON line of each column entry (a string array): one join of the columns with the literal text
+        between them; an optional field is spelt out only where it is not null."""
         pa = pyarrow()
         pc = pa.compute
-        version = pc.binary_join_element_wise(', "versionID": "', self.version, '"', "")  # null stays null
-        modified = pc.binary_join_element_wise(', "lastModified": "', self.modified, '"', "")
-        lines = pc.binary_join_element_wise(
+        parts: list[Any] = [
             '{"path": "',
             self.path,
             '", "digest": "',
@@ -88,15 +97,77 @@ class ColumnEntries:
             ', "extra": {"etag": "',
             self.etag,
             '"',
-            version,
-            modified,
-            "}}\n",
-            "",
-            null_handling="skip",
-        )
-        offsets = pa.array([0, len(lines)], pa.int64())
-        text: str = pc.binary_join(pa.LargeListArray.from_arrays(offsets, lines), "")[0].as_py()
-        return text + rest
+        ]
+        for name, values in (("versionID", self.version), ("lastModified", self.modified)):
+            if values.null_count == len(values):
+                continue
+            if values.null_count:
+                parts.append(pc.fill_null(pc.binary_join_element_wise(f', "{name}": "', values, '"', ""), ""))
+            else:
+                parts += [f', "{name}": "', values, '"']
+        parts.append("}}\n")
+        merged: list[Any] = []  # adjacent literals as one: fewer pieces to copy per line
+        for part in parts:
+            if isinstance(part, str) and merged and isinstance(merged[-1], str):
+                merged[-1] += part
+            else:
+                merged.append(part)
+        return pc.binary_join_element_wise(*merged, "")
+
+
+def _text(pa: Any, strings: Any) -> Any:
+    """The bytes of the values of the string array `strings`, end to end (a null's bytes too, if it has any),
+    as a slice of its own buffer."""
+    offsets = pa.Array.from_buffers(pa.int32(), len(strings) + 1, [None, strings.buffers()[1]], strings.offset)
+    start, end = offsets[0].as_py(), offsets[-1].as_py()
+    data = strings.buffers()[2]
+    return data.slice(start, end - start) if data is not None else pa.py_buffer(b"")
+
+
+def _whole(pa: Any, strings: Any) -> Any:
+    """`_text(strings)` as a one-value binary array: a match in it is a match in some value or across two."""
+    text = _text(pa, strings)
+    return pa.Array.from_buffers(pa.large_binary(), 1, [None, pa.array([0, text.size], pa.int64()).buffers()[1], text])
+
+
+def _escape_free(pa: Any, strings: Any) -> bool:
+    """True when no value of the string array `strings` holds a byte JSON escapes (quote, backslash, control;
+    in UTF-8 those bytes are only those characters), by byte minima: no per-value work."""
+    pc = pa.compute
+    text = _text(pa, strings)
+    if not text.size:
+        return True
+    data = pa.Array.from_buffers(pa.uint8(), text.size, [None, text])
+    if pc.min(data).as_py() < 0x20:
+        return False
+    return all(pc.min(pc.bit_wise_xor(data, pa.scalar(b, pa.uint8()))).as_py() for b in (ord('"'), ord("\\")))
+
+
+def _iso_check(pa: Any, modified: Any) -> Any:
+    """Per row (null: no time), whether `modified` is in the listings' ISO form; None when every time is, as
+    one pass over the column's bytes shows when all its times have one length (each `ISO_UTC` of that length:
+    the bytes are a run of such times)."""
+    pc = pa.compute
+    length, longest = (v.as_py() for v in pc.min_max(pc.binary_length(modified)).values())
+    valid = len(modified) - modified.null_count
+    if length == longest and length >= 20 and len(_text(pa, modified)) == length * valid:
+        fraction = "" if length == 20 else rf"\.\d{{{length - 21}}}"
+        one = ISO_UTC.replace(r"(?:\.\d*)?", fraction)
+        if pc.match_substring_regex(_whole(pa, modified), f"^(?:{one})*$")[0].as_py():
+            return None
+    return pc.fill_null(pc.match_substring_regex(modified, f"^{ISO_UTC}$"), True)
+
+
+def _path_checks(pa: Any, path: Any) -> list[Any]:
+    """Per-row checks that `path` is kept as it is by `naming` and needs no JSON escape (`NOT_PLAIN` and
+    `NEEDS_ESCAPE` do not match): the parts of those rules that can match inside a path are first looked for
+    in all paths' bytes at once (the per-row rules only when found), the path's ends are checked per row."""
+    pc = pa.compute
+    inner = rf"//|/\.|{NEEDS_ESCAPE}"
+    if pc.match_substring_regex(_whole(pa, path), inner)[0].as_py():
+        return [pc.invert(pc.match_substring_regex(path, f"{NOT_PLAIN}|{NEEDS_ESCAPE}"))]
+    ends = pc.or_(pc.or_(pc.starts_with(path, "/"), pc.starts_with(path, ".")), pc.ends_with(path, "/"))
+    return [pc.greater(pc.binary_length(path), 0), pc.invert(ends)]
 
 
 def s3_columns(batch: Any, folder_key: str, name: str | None, ref_head: str) -> tuple[ColumnEntries, Any]:
@@ -112,17 +183,16 @@ def s3_columns(batch: Any, folder_key: str, name: str | None, ref_head: str) -> 
     modified = batch.column(MODIFIED) if MODIFIED in names else pa.nulls(len(batch), pa.string())
     relative = pc.utf8_slice_codeunits(key, len(folder_key))  # code points, as Python slices
     path = pc.binary_join_element_wise(f"{name}/", relative, "") if name else relative
-    checks = [
-        pc.invert(pc.match_substring_regex(path, f"{NOT_PLAIN}|{NEEDS_ESCAPE}")),
-        pc.greater(pc.utf8_length(etag), 0),
-        pc.invert(pc.match_substring_regex(etag, NEEDS_ESCAPE)),
-        pc.is_valid(size),
-    ]
-    if version.null_count < len(version):
+    checks = [*_path_checks(pa, path), pc.greater(pc.binary_length(etag), 0)]
+    if not _escape_free(pa, etag):
+        checks.append(pc.invert(pc.match_substring_regex(etag, NEEDS_ESCAPE)))
+    if size.null_count:
+        checks.append(pc.is_valid(size))
+    if version.null_count < len(version) and not _escape_free(pa, version):
         checks.append(pc.invert(pc.fill_null(pc.match_substring_regex(version, NEEDS_ESCAPE), False)))
-    if modified.null_count < len(modified):
-        checks.append(pc.fill_null(pc.match_substring_regex(modified, f"^{ISO_UTC}$"), True))
-    if CHECKSUM in names:
+    if modified.null_count < len(modified) and (times := _iso_check(pa, modified)) is not None:
+        checks.append(times)
+    if CHECKSUM in names and batch.column(CHECKSUM).null_count < len(batch):
         checks.append(pc.fill_null(pc.equal(batch.column(CHECKSUM), ""), True))
     regular = checks[0]
     for check in checks[1:]:
@@ -131,7 +201,7 @@ def s3_columns(batch: Any, folder_key: str, name: str | None, ref_head: str) -> 
     if version.null_count < len(version):
         unversioned = pc.fill_null(pc.is_in(version, pa.array(["", "null"])), True)
         version = pc.if_else(unversioned, pa.scalar(None, pa.string()), version)
-    if (pc.max(pc.utf8_length(modified)).as_py() or 20) > 20:  # some times have fractions to cut
+    if (pc.max(pc.binary_length(modified)).as_py() or 20) > 20:  # some times have fractions to cut
         modified = pc.binary_join_element_wise(pc.utf8_slice_codeunits(modified, 0, 19), "Z", "")
     found = (path, key, size, etag, version, modified)
     if pc.all(regular).as_py():

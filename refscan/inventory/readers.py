@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import csv
 import gzip
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote_plus
 
 from ..errors import InvalidInventory, MissingDependency
@@ -58,6 +59,8 @@ COLUMNS: dict[str, dict[str, str]] = {
 }
 REQUIRED = (KEY, ETAG, SIZE)
 BATCH_ROWS = 1 << 16
+
+T = TypeVar("T")
 
 
 def pyarrow() -> Any:
@@ -175,6 +178,21 @@ def read_batches(
             yield from _orc_batches(pa, path, manifest, where, prefix, keys, between, stats)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError, EOFError) as exc:
         raise InvalidInventory(f"{where}: cannot read the {manifest.format} data file ({exc})") from None
+
+
+def read_ahead(items: Iterator[T]) -> Generator[T, None, None]:
+    """`items` (not None), the next one read in a worker thread while the caller works on the current one: at
+    most two held at a time. Closing it waits for a read under way, then closes `items` when it can be."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="refscan-read-ahead")
+    try:
+        pending = pool.submit(next, items, None)
+        while (item := pending.result()) is not None:
+            pending = pool.submit(next, items, None)
+            yield item
+    finally:
+        pool.shutdown()
+        if isinstance(items, Generator):
+            items.close()
 
 
 def available_columns(path: Path, manifest: InventoryManifest, where: str) -> set[str]:

@@ -41,6 +41,7 @@ from .readers import (
     VERSION,
     available_columns,
     pyarrow,
+    read_ahead,
     read_batches,
 )
 
@@ -153,17 +154,21 @@ class Inventory:
     async def _batches(
         self, *, prefix: str | None = None, keys: Any = None, between: tuple[str, str] | None = None
     ) -> AsyncIterator[Any]:
-        """Matching rows of every data file, file by file; each file is checked before its rows are read. A GCS
-        report must hold as many rows as its manifest says it processed."""
+        """Matching rows of every data file, file by file, the next batch read while the caller works on this
+        one; each file is checked before its rows are read. A GCS report must hold as many rows as its manifest
+        says it processed."""
         stats: dict[str, int] = {}
         for file in self.manifest.files:
             path = await self.files.path(file)
-            batches: Iterator[Any] = read_batches(
-                path, self.manifest, file.name, prefix=prefix, keys=keys, between=between, stats=stats
+            batches = read_ahead(
+                read_batches(path, self.manifest, file.name, prefix=prefix, keys=keys, between=between, stats=stats)
             )
-            while (batch := await anyio.to_thread.run_sync(next, batches, None)) is not None:
-                self._check_bucket(batch, file.name)
-                yield batch
+            try:
+                while (batch := await anyio.to_thread.run_sync(next, batches, None)) is not None:
+                    self._check_bucket(batch, file.name)
+                    yield batch
+            finally:
+                batches.close()
         if self.manifest.records is not None and stats.get("rows", 0) != self.manifest.records:
             raise InvalidInventory(
                 f"{self.location}: the report's files hold {stats.get('rows', 0)} rows, its manifest says "

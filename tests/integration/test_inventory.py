@@ -14,6 +14,7 @@ from click.testing import CliRunner
 import refscan
 from refscan import InvalidInventory, NotFound, Options, S3Options, TooManyObjects
 from refscan.cli import cli
+from refscan.manifest import jsonl_line
 from tests.inventories import (
     S3_CURRENT_COLUMNS,
     local_put,
@@ -205,10 +206,13 @@ def test_cli_scan_log_verify_with_inventory(
     scanned = runner.invoke(cli, ["scan", f"s3://{src}/d", "--inventory", str(inv)])
     assert scanned.exit_code == 0, scanned.output
     assert "taken 2030-01-01T00:00:00Z" in scanned.stderr
-    assert (
-        json.loads(scanned.stdout)["contents"]
-        == json.loads(runner.invoke(cli, ["scan", f"s3://{src}/d"]).stdout)["contents"]
-    )
+    contents = json.loads(scanned.stdout)["contents"]
+    assert contents == json.loads(runner.invoke(cli, ["scan", f"s3://{src}/d"]).stdout)["contents"]
+    lines = sorted(jsonl_line(refscan.ManifestEntry.from_dict(p, e)) for p, e in contents.items())
+    jsonl = ["scan", f"s3://{src}/d", "--inventory", str(inv), "--format", "jsonl"]
+    assert sorted(runner.invoke(cli, jsonl).stdout.splitlines(keepends=True)) == lines
+    assert runner.invoke(cli, [*jsonl, "-o", str(tmp_path / "e.jsonl")]).exit_code == 0
+    assert sorted((tmp_path / "e.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)) == lines
     logged = runner.invoke(cli, ["log", "ds", "--type", "dataset", f"s3://{src}/d", "--inventory", str(inv)])
     assert logged.exit_code == 0, logged.output
     version = refscan.Store().get("ds:latest")

@@ -34,8 +34,8 @@ REGULAR_PIECES = ["a", "b.txt", "é", "日本", "/", " ", "+", "%2F", "x"] * 4
 PIECES = [*REGULAR_PIECES, "//", "/.", ".", "..", '"', "\\", "\x00", "\x01", "\n"]
 keys = st.lists(st.sampled_from(PIECES), min_size=1, max_size=5).map(lambda parts: FOLDER.key + "".join(parts))
 HEX = "0123456789abcdef0123456789abcdef"
-etags = st.sampled_from([*[HEX, f"{HEX}-3"] * 4, None, "", '"abc"', 'W/"w"', 'a"b', "x\\y"])
-versions = st.sampled_from([None, "null", "v1", "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"] * 3 + ["", 'q"v'])
+etags = st.sampled_from([*[HEX, f"{HEX}-3"] * 4, None, "", '"abc"', 'W/"w"', 'a"b', "x\\y", "t\x01"])
+versions = st.sampled_from([None, "null", "v1", "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"] * 3 + ["", 'q"v', "v\n"])
 times = st.sampled_from(
     ["2024-05-01T12:00:00Z", "2024-05-01T12:00:00.123Z", None] * 3 + ["Wed, 01 May 2024 12:00:00 GMT", "yesterday", ""]
 )
@@ -73,10 +73,14 @@ def plain_entries(items: list[dict[str, Any]], name: str | None) -> list[Manifes
 
 
 def fast_entries(items: list[dict[str, Any]], name: str | None) -> tuple[list[Any], str]:
+    """The column path (the rows it hands back through the per-row path) and its JSON Lines, checked equal to
+    its JSON Lines bytes."""
     columns, others = s3_columns(batch_of(items), FOLDER.key, name, "s3://bkt/")
     rest = plain_entries(others.to_pylist(), name)
     columns.others = [e for e in rest if isinstance(e, ManifestEntry)]
-    return columns.entries() + [e for e in rest if not isinstance(e, ManifestEntry)], columns.jsonl()
+    text = columns.jsonl()
+    assert bytes(columns.jsonl_bytes()) == text.encode()
+    return columns.entries() + [e for e in rest if not isinstance(e, ManifestEntry)], text
 
 
 def order(entries: list[Any]) -> list[Any]:
@@ -90,6 +94,47 @@ def test_fast_path_equals_the_per_row_path(items: list[dict[str, Any]], name: st
     assert order(fast) == order(plain_entries(items, name))
     made = [e for e in fast if isinstance(e, ManifestEntry)]
     assert sorted(text.splitlines(keepends=True)) == sorted(map(jsonl_line, made))
+
+
+# Values that are regular apart from where two meet, or that differ from regular ones at one place only, in
+# batches where every value has one length: the checks made over a whole column's bytes at once must not be
+# fooled by them.
+JOINED_KEYS = st.lists(st.sampled_from(["a", "/", ".", "b/", "/c", ".d", "é/", "e."]), min_size=1, max_size=3)
+SAME_LENGTH_TIMES = st.sampled_from(
+    ["2024-05-01T12:00:00.123Z", "2024-05-01T12:00:00.12xZ", "2024-05-01T12:00:0.123ZZ", "2024-05-01 12:00:00.123Z"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(JOINED_KEYS, SAME_LENGTH_TIMES), min_size=1, max_size=8), st.sampled_from([None, "n"]))
+def test_whole_column_checks_equal_the_per_row_rules(parts: list[tuple[list[str], str]], name: str | None) -> None:
+    items = [
+        {KEY: FOLDER.key + "".join(key), ETAG: HEX, SIZE: 1, VERSION: None, MODIFIED: time, CHECKSUM: None}
+        for key, time in parts
+    ]
+    fast, text = fast_entries(items, name)
+    assert order(fast) == order(plain_entries(items, name))
+    assert sorted(text.splitlines(keepends=True)) == sorted(jsonl_line(e) for e in fast if isinstance(e, ManifestEntry))
+
+
+def test_jsonl_bytes_of_odd_and_unicode_rows() -> None:
+    """Mixed batches (column entries and per-row ones) give the same bytes as the text, UTF-8 encoded."""
+    rng = random.Random(3)
+    items = [
+        {
+            KEY: FOLDER.key + "".join(rng.choice(PIECES) for _ in range(rng.randrange(1, 5))),
+            ETAG: rng.choice([HEX, '"q"', "é"]),
+            SIZE: rng.randrange(5),
+            VERSION: rng.choice([None, "v1", "日本"]),
+            MODIFIED: rng.choice([None, "2024-05-01T12:00:00.5Z", "2024-05-01T12:00:00Z"]),
+            CHECKSUM: None,
+        }
+        for _ in range(400)
+    ]
+    fast, text = fast_entries(items, "名前")
+    assert sorted(text.splitlines(keepends=True)) == sorted(jsonl_line(e) for e in fast if isinstance(e, ManifestEntry))
+    empty, _ = s3_columns(batch_of(items[:1]), FOLDER.key, None, "s3://bkt/")
+    assert bytes(empty.head(0).jsonl_bytes()) == b""
 
 
 def test_regular_rows_take_the_column_path() -> None:

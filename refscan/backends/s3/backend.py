@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
 
-import aiohttp
 import anyio
 from botocore.exceptions import IncompleteReadError, ReadTimeoutError, ResponseStreamingError
 
@@ -61,9 +60,8 @@ from .client import (
 from .listing import Cursor, Page, Walk, parse_v2_page, parse_versions_page
 
 CHUNK = 1 << 20
-#: What a GetObject body raises when the connection drops mid-body (worth resuming).
+#: What a GetObject body raises when the connection drops mid-body (worth resuming), with aiohttp's ClientError.
 _DROPPED = (
-    aiohttp.ClientError,
     OSError,
     TimeoutError,
     ResponseStreamingError,
@@ -262,6 +260,8 @@ class S3Backend(BucketBackend):
         """GetObject streamed in chunks. A connection dropped mid-body resumes from the last byte received
         with a Range request pinned to the version first served (`VersionId`, on versioned buckets) and its
         ETag (`If-Match`), up to the retry policy's attempts; `ResumeRefused` when the object changed since."""
+        import aiohttp  # loaded with the client already
+
         target = self.format_uri(uri)
         params: dict[str, Any] = {"Bucket": uri.bucket, "Key": uri.key}
         if uri.version is not None:
@@ -282,7 +282,7 @@ class S3Backend(BucketBackend):
                     while chunk := await body.read(CHUNK):
                         total += len(chunk)
                         yield chunk
-            except _DROPPED as exc:
+            except (aiohttp.ClientError, *_DROPPED) as exc:
                 resumes += 1
                 if resumes >= attempts:
                     with self.client.errors("GetObject", target, uri.bucket, uri.version):

@@ -18,13 +18,10 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, AsyncExitStack, contextmanager
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import anyio
-from aiobotocore.session import AioSession
 from botocore import UNSIGNED, xform_name
-from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -35,13 +32,16 @@ from botocore.exceptions import (
     PartialCredentialsError,
     ProfileNotFound,
 )
-from botocore.loaders import Loader, create_loader
 
 from ...errors import AccessDenied, BackendError, InvalidURI, NotConfigured, NotFound, RefscanError, ResumeRefused
 from ...events import logger
 from ...options import Options
 from ...uri import redact
-from . import xmlpages
+
+if TYPE_CHECKING:  # aiobotocore, aiohttp and botocore's client parts are imported with the first client
+    from aiobotocore.session import AioSession
+    from botocore.config import Config
+    from botocore.loaders import Loader
 
 #: What each operation needs, for AccessDenied messages.
 PERMISSIONS: dict[str, str] = {
@@ -223,6 +223,8 @@ def map_errors(
     op: str, target: str, *, bucket: str, version: str | None = None, requester_pays: bool = False
 ) -> Iterator[None]:
     """Translate every backend exception raised in the block into the refscan error tree."""
+    import aiohttp
+
     try:
         yield
     except RefscanError:
@@ -259,6 +261,9 @@ def botocore_session() -> AioSession:
     process (loading the S3 service model costs ~150 ms per client otherwise), and timestamps kept as text
     (botocore's dateutil parsing costs ~0.3 ms per listed object, more than the rest of a page; `iso_time`
     normalises the text)."""
+    from aiobotocore.session import AioSession
+    from botocore.loaders import create_loader
+
     global _LOADER
     session = AioSession()
     with _LOADER_LOCK:
@@ -272,6 +277,8 @@ def botocore_session() -> AioSession:
 def client_config(options: Options) -> Config:
     """The botocore configuration: `Options.retry` with `S3Options.retry_mode` / `max_attempts` winning when
     set, pool size, timeouts, addressing style, unsigned requests when anonymous."""
+    from botocore.config import Config
+
     s3 = options.s3
     retry = options.retry.with_overrides(s3_mode=s3.retry_mode, max_attempts=s3.max_attempts)
     kwargs: dict[str, Any] = {
@@ -324,6 +331,8 @@ class S3Client:
                     config=client_config(self.options),
                 )
             )
+            from . import xmlpages
+
             xmlpages.register(self._boto.meta.events)
         self._stack = stack
         logger().debug(
