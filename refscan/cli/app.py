@@ -16,6 +16,7 @@ import click
 import structlog
 
 from .. import __version__
+from ..arrow import lean_memory
 from ..errors import InvalidName, InvalidSource, InvalidURI, RefscanError
 from ..options import Options, S3Options
 from .context import Context
@@ -168,6 +169,7 @@ for _command in (scan, verify, guard, download, diff, log_command, versions, ls_
 
 def main() -> None:
     """Console entry point."""
+    lean_memory()
     for signum in _STOPS:
         signal.signal(signum, _on_signal)
     cli(prog_name="refscan")

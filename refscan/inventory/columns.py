@@ -21,10 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..arrow import pyarrow
 from ..backends.s3.client import ISO_UTC
 from ..manifest import EntryList, ManifestEntry
 from ..naming import NOT_PLAIN
-from .readers import CHECKSUM, ETAG, KEY, MODIFIED, SIZE, VERSION, pyarrow
+from .readers import CHECKSUM, ETAG, KEY, MODIFIED, SIZE, VERSION
 
 #: Text that JSON writes with escapes (`json.dumps(..., ensure_ascii=False)` escapes only these).
 NEEDS_ESCAPE = r'["\\\x00-\x1f]'

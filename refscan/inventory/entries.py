@@ -28,9 +28,9 @@ from operator import attrgetter
 from pathlib import Path
 from typing import IO, Annotated, Any
 
+from ..arrow import pyarrow
 from ..errors import ManifestError, MissingDependency
 from ..manifest import MAX_SIZE, Manifest, ManifestEntry
-from .readers import pyarrow
 
 try:
     import msgspec

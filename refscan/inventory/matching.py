@@ -18,9 +18,9 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from typing import TYPE_CHECKING, Any
 
+from ..arrow import pyarrow
 from .columns import s3_columns
 from .entries import ascending, ref, refs_of
-from .readers import pyarrow
 
 if TYPE_CHECKING:
     from .source import Inventory
@@ -94,7 +94,7 @@ async def unchanged(inventory: Inventory, table: Any) -> Any:
     settled = _false(pa, n)  # by sorted ref
     columns = table.select(["digest", "size", "version", "modified"])
     between = (sorted_refs[0][len(ref_head) :], sorted_refs[n - 1][len(ref_head) :])
-    async for batch in inventory.current_rows(between=between):
+    async for batch in inventory.current_rows(between=between, lean=True):
         rows, _ = s3_columns(batch, "", None, ref_head)
         if not len(rows.key):
             continue

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote_plus
 
-from ..errors import InvalidInventory, MissingDependency
+from ..arrow import pyarrow
+from ..errors import InvalidInventory
 from .manifest import InventoryManifest
 
 KEY, VERSION, LATEST, DELETED, SIZE, ETAG, MODIFIED, CHECKSUM = (
@@ -59,22 +60,10 @@ COLUMNS: dict[str, dict[str, str]] = {
 }
 REQUIRED = (KEY, ETAG, SIZE)
 BATCH_ROWS = 1 << 16
+#: Rows per batch where memory counts more than speed (verify holds its entries beside the rows).
+LEAN_BATCH_ROWS = 1 << 14
 
 T = TypeVar("T")
-
-
-def pyarrow() -> Any:
-    """The pyarrow package, or `MissingDependency` with the install hint."""
-    try:
-        import pyarrow as pa
-        import pyarrow.compute
-        import pyarrow.csv
-        import pyarrow.dataset  # the submodules are used through `pa`
-    except ImportError as exc:
-        raise MissingDependency(
-            f"reading inventories needs pyarrow ({exc.name or exc}): pip install 'refscan[inventory]'"
-        ) from exc
-    return pa
 
 
 def column_map(manifest: InventoryManifest, names: Sequence[str], where: str) -> dict[str, str]:
@@ -161,21 +150,22 @@ def read_batches(
     keys: Any = None,
     between: tuple[str, str] | None = None,
     stats: dict[str, int] | None = None,
-) -> Iterator[Any]:
+    batch_rows: int = BATCH_ROWS,
+) -> Generator[Any, None, None]:
     """The rows of the data file at `path` whose key is under `prefix`, in `keys` (strings: any sequence or
     an Arrow array) and/or `between` two keys (inclusive); none of them: all rows. As record batches with
-    canonical columns. `stats["rows"]` counts the rows the file holds (read or skipped
-    by statistics). `where` names the file in errors."""
+    canonical columns of about `batch_rows` rows. `stats["rows"]` counts the rows the file holds (read or
+    skipped by statistics). `where` names the file in errors."""
     pa = pyarrow()
     if keys is not None and not isinstance(keys, pa.Array):
         keys = pa.array(keys, pa.string())
     try:
         if manifest.format == "csv":
-            yield from _csv_batches(pa, path, manifest, where, prefix, keys, between, stats)
+            yield from _csv_batches(pa, path, manifest, where, prefix, keys, between, stats, batch_rows)
         elif manifest.format == "parquet":
-            yield from _parquet_batches(pa, path, manifest, where, prefix, keys, between, stats)
+            yield from _parquet_batches(pa, path, manifest, where, prefix, keys, between, stats, batch_rows)
         else:
-            yield from _orc_batches(pa, path, manifest, where, prefix, keys, between, stats)
+            yield from _orc_batches(pa, path, manifest, where, prefix, keys, between, stats, batch_rows)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError, EOFError) as exc:
         raise InvalidInventory(f"{where}: cannot read the {manifest.format} data file ({exc})") from None
 
@@ -217,6 +207,7 @@ def _orc_batches(
     keys: Any,
     between: tuple[str, str] | None,
     stats: dict[str, int] | None,
+    batch_rows: int,
 ) -> Iterator[Any]:
     dataset = pa.dataset.dataset(str(path), format=manifest.format)
     columns = column_map(manifest, dataset.schema.names, where)
@@ -225,7 +216,7 @@ def _orc_batches(
     scanner = dataset.scanner(
         columns=list(columns.values()),
         filter=_key_filter(pa, pa.dataset.field(columns[KEY]), prefix, keys, between),
-        batch_size=BATCH_ROWS,
+        batch_size=batch_rows,
         batch_readahead=2,
         fragment_readahead=1,
     )
@@ -243,6 +234,7 @@ def _parquet_batches(
     keys: Any,
     between: tuple[str, str] | None,
     stats: dict[str, int] | None,
+    batch_rows: int,
 ) -> Iterator[Any]:
     """Parquet row groups whose Key statistics may hold a selected key, read in the calling thread and
     filtered exactly (Arrow's dataset scanner prunes the same way, but its thread pools cost more wall time
@@ -262,7 +254,7 @@ def _parquet_batches(
             continue
         # a group wholly inside the prefix and range holds only selected keys: no filter to apply
         exact = held == "all" and keys is None
-        for batch in file.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], columns=list(columns.values())):
+        for batch in file.iter_batches(batch_size=batch_rows, row_groups=[group], columns=list(columns.values())):
             rows = batch if exact or key_filter is None else batch.filter(key_filter)
             if rows.num_rows:
                 yield _canonical(pa, rows, columns)
@@ -309,6 +301,7 @@ def _csv_batches(
     keys: Any,
     between: tuple[str, str] | None,
     stats: dict[str, int] | None,
+    batch_rows: int,
 ) -> Iterator[Any]:
     gzipped = _gzipped(path)
     stream = pa.CompressedInputStream(pa.OSFile(str(path)), "gzip") if gzipped else pa.OSFile(str(path))
@@ -318,7 +311,7 @@ def _csv_batches(
     types = {src: _csv_type(pa, canonical) for canonical, src in columns.items()}
     reader = pa.csv.open_csv(
         stream,
-        read_options=pa.csv.ReadOptions(column_names=names, skip_rows=1 if header else 0, block_size=1 << 22),
+        read_options=pa.csv.ReadOptions(column_names=names, skip_rows=1 if header else 0, block_size=batch_rows * 64),
         convert_options=pa.csv.ConvertOptions(column_types=types, include_columns=list(columns.values())),
     )
     url_encoded = manifest.kind == "s3"

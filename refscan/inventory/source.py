@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 
+from ..arrow import pyarrow
 from ..backends.base import is_folder_marker
 from ..errors import InvalidInventory, NotFound, RefscanError
 from ..manifest import EntryBatch, EntryList, ManifestEntry
@@ -27,6 +28,7 @@ from .columns import s3_columns
 from .files import DataFiles, load_manifest
 from .manifest import InventoryManifest
 from .readers import (
+    BATCH_ROWS,
     BUCKET,
     CHECKSUM,
     CRC32C,
@@ -34,13 +36,13 @@ from .readers import (
     ETAG,
     KEY,
     LATEST,
+    LEAN_BATCH_ROWS,
     MD5,
     METAGENERATION,
     MODIFIED,
     SIZE,
     VERSION,
     available_columns,
-    pyarrow,
     read_ahead,
     read_batches,
 )
@@ -152,17 +154,30 @@ class Inventory:
     # -- rows --------------------------------------------------------------------------------------------
 
     async def _batches(
-        self, *, prefix: str | None = None, keys: Any = None, between: tuple[str, str] | None = None
+        self,
+        *,
+        prefix: str | None = None,
+        keys: Any = None,
+        between: tuple[str, str] | None = None,
+        lean: bool = False,
     ) -> AsyncIterator[Any]:
         """Matching rows of every data file, file by file, the next batch read while the caller works on this
-        one; each file is checked before its rows are read. A GCS report must hold as many rows as its manifest
-        says it processed."""
+        one (`lean`: smaller batches, none read ahead); each file is checked before its rows are read. A GCS
+        report must hold as many rows as its manifest says it processed."""
         stats: dict[str, int] = {}
         for file in self.manifest.files:
             path = await self.files.path(file)
-            batches = read_ahead(
-                read_batches(path, self.manifest, file.name, prefix=prefix, keys=keys, between=between, stats=stats)
+            rows = read_batches(
+                path,
+                self.manifest,
+                file.name,
+                prefix=prefix,
+                keys=keys,
+                between=between,
+                stats=stats,
+                batch_rows=LEAN_BATCH_ROWS if lean else BATCH_ROWS,
             )
+            batches = rows if lean else read_ahead(rows)
             try:
                 while (batch := await anyio.to_thread.run_sync(next, batches, None)) is not None:
                     self._check_bucket(batch, file.name)
@@ -223,11 +238,11 @@ class Inventory:
         return meta
 
     async def current_rows(
-        self, *, prefix: str | None = None, between: tuple[str, str] | None = None
+        self, *, prefix: str | None = None, between: tuple[str, str] | None = None, lean: bool = False
     ) -> AsyncIterator[Any]:
         """Record batches (canonical columns) of the rows of current objects (folder markers too) whose key is
-        under `prefix` and/or `between` two keys (inclusive)."""
-        async for batch in self._batches(prefix=prefix, between=between):
+        under `prefix` and/or `between` two keys (inclusive); `lean`: smaller batches, none read ahead."""
+        async for batch in self._batches(prefix=prefix, between=between, lean=lean):
             mask = self._current_mask(batch)
             rows = batch.filter(mask) if mask is not None else batch
             if rows.num_rows:

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ..arrow import pyarrow
 from ..backends import backend_class
 from ..manifest import Manifest, ManifestEntry, ManifestSource, as_manifest
 from . import matching
 from .entries import EntryColumns, entries_of, from_entries, read_columns
-from .readers import pyarrow
 
 if TYPE_CHECKING:
     from ..verify import VerifyResult

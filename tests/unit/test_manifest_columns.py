@@ -123,4 +123,5 @@ def test_an_empty_manifest(tmp_path: Path) -> None:
     path = tmp_path / "m.json"
     Manifest().dump(path)
     found = read_columns(path)
-    assert found is not None and len(found) == 0
+    assert found is not None
+    assert len(found) == 0
