@@ -4,12 +4,14 @@ The bench writes (once, cached under `--data-dir`, default `~/.cache/refscan-ben
 `--rows` rows (default 10,000,000) as one Parquet file sorted by key, with `manifest.json` and
 `manifest.checksum` in the documented layout. `--prefix-rows` of them (default 1,000,000) are the synthetic S3
 bucket's own objects (`data/obj-NNNNNNN.bin`, same ETag, size and LastModified as `bench/synthetic.py` serves);
-the rest sit under other prefixes before and after `data/`. Three runs, each its own process started through
-`bench.spawn` (so its peak RSS is its own):
+the rest sit under other prefixes before and after `data/`. Each run is its own process started
+through `bench.spawn` (so its peak RSS is its own):
 
-- `scan --inventory`: `refscan.iter_scan("s3://synthetic/data/", inventory=...)`, every entry counted;
-- `verify --inventory`: `refscan.verify` of the 1,000,000-entry manifest that scan made (loading the manifest
-  is timed apart, and a process that only loads it gives the manifest's own peak RSS);
+- `refscan scan s3://synthetic/data/ --inventory ... --format jsonl -o FILE`, the command line itself, and the
+  same scan in-process (`Scanner.iter_scan_batches` to a JSON Lines file, the operation timed alone);
+- `refscan verify MANIFEST --inventory ...` of the 1,000,000-entry manifest that scan made, the command line
+  and in-process (`refscan.verify(path, inventory=)`: the file read by verify in chunks), and, for comparison,
+  `refscan.verify(Manifest, inventory=)` of the manifest loaded as objects first;
 - live listing: the same prefix from the synthetic S3 server behind the delay proxy at `--rtt` ms.
 
 Rows per second are inventory rows the run covered (entries, for verify, are looked up among those rows) per
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -174,21 +177,24 @@ def jsonl_to_manifest(lines: Path, manifest: Path) -> None:
         refscan.Manifest(refscan.ManifestEntry.from_dict(e.pop("path"), e) for e in entries).dump(manifest)
 
 
-def job_verify(inventory: str | None, manifest_path: str) -> dict[str, Any]:
+def job_verify(inventory: str, manifest_path: str, how: str) -> dict[str, Any]:
+    """`refscan.verify` of the manifest file against the inventory: given its path (`how` = "file": read by
+    verify itself, in chunks, as the CLI does) or loaded first as a `Manifest` ("object": loading timed apart)."""
     import refscan
 
-    started = time.perf_counter()
-    manifest = refscan.Manifest.load(manifest_path)
-    loaded = time.perf_counter() - started
-    if inventory is None:  # the manifest's own footprint
-        return {"seconds": loaded, "cpu": _cpu(), "load_seconds": loaded, "entries": len(manifest)}
+    source: Any = manifest_path
+    loaded = 0.0
+    if how == "object":
+        started = time.perf_counter()
+        source = refscan.Manifest.load(manifest_path)
+        loaded = time.perf_counter() - started
     cpu, started = _cpu(), time.perf_counter()
-    report = refscan.verify(manifest, inventory=inventory)
+    report = refscan.verify(source, inventory=inventory)
     return {
         "seconds": time.perf_counter() - started,
         "cpu": _cpu() - cpu,
         "load_seconds": loaded,
-        "entries": len(manifest),
+        "entries": len(report.results),
         "counts": report.counts,
         "inventory": report.inventory,
     }
@@ -196,20 +202,36 @@ def job_verify(inventory: str | None, manifest_path: str) -> dict[str, Any]:
 
 def _spawn(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run `python -m bench.inventory job ARGS` through bench.spawn; its JSON result plus peak RSS."""
+    return _spawned([sys.executable, "-m", "bench.inventory", "job", *args], env)
+
+
+def _spawned(command: list[str], env: dict[str, str] | None = None, *, cli: bool = False) -> dict[str, Any]:
+    """`command` run through bench.spawn: the JSON its last line prints (none for the CLI: then the process's
+    own wall time and CPU are the result) plus its peak RSS."""
     with tempfile.NamedTemporaryFile(suffix=".json") as usage:
-        argv = [sys.executable, "-m", "bench.spawn", usage.name, sys.executable, "-m", "bench.inventory", "job", *args]
+        argv = [sys.executable, "-m", "bench.spawn", usage.name, *command]
         done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False)
         if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(args)} failed: {done.stderr[-2000:]}")
-        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-        result["peak_rss_mb"] = round(json.loads(Path(usage.name).read_text())["maxrss_kb"] / 1024, 1)
+            raise RuntimeError(f"{' '.join(command)} failed: {done.stderr[-2000:]}")
+        spawned = json.loads(Path(usage.name).read_text())
+        result: dict[str, Any] = (
+            {
+                "seconds": spawned["wall"],
+                "cpu": spawned["cpu"],
+                "stdout": done.stdout[-300:],
+                "stderr": done.stderr[-300:],
+            }
+            if cli
+            else json.loads(done.stdout.strip().splitlines()[-1])
+        )
+        result["peak_rss_mb"] = round(spawned["maxrss_kb"] / 1024, 1)
     return result
 
 
-def median_run(args: list[str], repeat: int) -> dict[str, Any]:
-    """`_spawn(args)` `repeat` times: the run of median wall time, with every run's wall time, CPU and peak RSS
-    under `samples`."""
-    done = sorted((_spawn(args) for _ in range(repeat)), key=lambda r: r["seconds"])
+def median_run(run: Callable[[], dict[str, Any]], repeat: int) -> dict[str, Any]:
+    """`run()` `repeat` times: the run of median wall time, with every run's wall time, CPU and peak RSS under
+    `samples`."""
+    done = sorted((run() for _ in range(repeat)), key=lambda r: r["seconds"])
     result = dict(done[len(done) // 2])
     result["samples"] = [{k: r.get(k) for k in ("seconds", "cpu", "peak_rss_mb", "load_seconds")} for r in done]
     return result
@@ -282,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     if argv is None and sys.argv[1:2] == ["job"]:
         kind, inventory, *rest = sys.argv[2:]
         inv = None if inventory == "-" else inventory
-        result = job_scan(inv, rest[0] if rest else None) if kind == "scan" else job_verify(inv, rest[0])
+        result = job_scan(inv, rest[0] if rest else None) if kind == "scan" else job_verify(inventory, *rest)
         print(json.dumps(result))
         return
     args = ap.parse_args(argv)
@@ -291,20 +313,50 @@ def main(argv: list[str] | None = None) -> None:
     manifest = write_inventory(args.data_dir, args.rows, args.prefix_rows)
     written = time.perf_counter() - started
     data_file = next(manifest.parent.parent.glob("data/*.parquet"))
+    inv = str(manifest)
+    refscan_cli = [sys.executable, "-m", "refscan"]
     runs: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         entries_json = str(Path(tmp) / "manifest.json")
         lines = Path(tmp) / "entries.jsonl"
-        scan = runs["scan --inventory (1M prefix of 10M rows)"] = median_run(
-            ["scan", str(manifest), str(lines)], args.repeat
-        )
-        scan["rows_per_second"] = args.prefix_rows / scan["seconds"]
+        uri = f"s3://{SOURCE_BUCKET}/data/"
+        scan_cli = [*refscan_cli, "scan", uri, "--inventory", inv, "--format", "jsonl", "--max-objects", "1000000000"]
+        cases: list[tuple[str, Callable[[], dict[str, Any]], int]] = [
+            (
+                "`refscan scan --inventory` (1M prefix of 10M rows)",
+                lambda: _spawned([*scan_cli, "-o", str(lines)], cli=True),
+                args.prefix_rows,
+            ),
+            (
+                "(its scan in-process: `iter_scan_batches` to JSONL)",
+                lambda: _spawn(["scan", inv, str(lines)]),
+                args.prefix_rows,
+            ),
+        ]
+        for name, run, count in cases:
+            runs[name] = median_run(run, args.repeat)
+            runs[name] |= {"entries": count, "rows_per_second": count / runs[name]["seconds"]}
         jsonl_to_manifest(lines, Path(entries_json))
-        verify = runs["verify --inventory (1M entries)"] = median_run(
-            ["verify", str(manifest), entries_json], args.repeat
-        )
-        verify["rows_per_second"] = verify["entries"] / verify["seconds"]
-        runs["(loading the 1M-entry manifest alone)"] = median_run(["verify", "-", entries_json], args.repeat)
+        cases = [
+            (
+                "`refscan verify --inventory` (1M-entry manifest file)",
+                lambda: _spawned([*refscan_cli, "verify", entries_json, "--inventory", inv], cli=True),
+                args.prefix_rows,
+            ),
+            (
+                "(its verify in-process: `verify(path, inventory=)`)",
+                lambda: _spawn(["verify", inv, entries_json, "file"]),
+                args.prefix_rows,
+            ),
+            (
+                "(`verify(Manifest, inventory=)`: loaded first, load not timed)",
+                lambda: _spawn(["verify", inv, entries_json, "object"]),
+                args.prefix_rows,
+            ),
+        ]
+        for name, run, count in cases:
+            runs[name] = median_run(run, args.repeat)
+            runs[name] |= {"entries": count, "rows_per_second": count / runs[name]["seconds"]}
     if not args.no_live and args.live_from:
         runs[f"live listing at {args.rtt:g} ms RTT"] = json.loads(Path(args.live_from).read_text())
     elif not args.no_live:
@@ -313,12 +365,14 @@ def main(argv: list[str] | None = None) -> None:
     notes = [
         f"- The inventory was {f'written in {written:.0f} s' if written > 1 else 'read from the cache'} "
         f"({args.data_dir}).",
-        "- Every scan streams its entries to a JSON Lines file (as `refscan scan --format jsonl` does).",
-        "- scan and verify include checking the data file's MD5 (the whole file is hashed) and reading the "
-        "manifest; Parquet row groups outside the prefix (or the manifest's key range) are skipped by their "
-        "Key statistics.",
-        "- verify's peak RSS includes the manifest it verifies; the loading-only row is that part alone (its time "
-        "and CPU: loading, including the interpreter's start).",
+        "- The `refscan` rows are the command line itself, timed from outside (interpreter start and imports "
+        "included); the rows in parentheses time the operation inside its process (peak RSS: that process's).",
+        "- Every scan streams its entries to a JSON Lines file; scan and verify include checking the data file's "
+        "MD5 (the whole file is hashed) and reading the manifest; Parquet row groups outside the prefix (or the "
+        "entries' key range) are skipped by their Key statistics. verify reads its manifest file (280 MB, "
+        "indent=2 as `refscan` writes it) as part of the run; its peak RSS includes the entries it verifies.",
+        "- The CLI makes Arrow's memory pool jemalloc (refscan.arrow.lean_memory); the in-process rows use "
+        "pyarrow's default (mimalloc), which keeps more freed memory.",
         f"- Each inventory row is the median (by wall time) of {args.repeat} run(s); all runs are in inventory.json. "
         f"Machine load (1-minute average) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on "
         f"{os.cpu_count()} cores shared with other work: wall times are noisy, CPU is the steadier figure.",

@@ -101,3 +101,28 @@ def test_unchanged_entries_get_the_report_of_the_per_entry_path(
     assert plain.inventory is not None
     assert plain.inventory["live"] == 0
     assert {"ok", "changed", "missing"} <= {s for s, n in plain.counts.items() if n}
+
+
+def test_a_manifest_file_gives_the_report_of_its_entries(tmp_path: Path) -> None:
+    """The file is read in chunks (read_columns), the entries as objects (from_entries): the same report,
+    progress counts every entry once, and `problems()` is the results that are not ok."""
+    rng = random.Random(7)
+    manifest = write_s3_inventory(
+        local_put(tmp_path), "dest", "src", inventory_rows(rng), fmt="parquet", columns=S3_CSV_COLUMNS, files=1
+    )
+    inventory = str(tmp_path / manifest)
+    scanned = refscan.scan("s3://src/d/", inventory=inventory)
+    named = [ManifestEntry(f"zz/{e.path}", e.digest, e.ref, e.size, e.extra) for e in scanned[:5]]
+    entries = [mutated(e, rng.randrange(8) if rng.random() < 0.3 else -1, rng) for e in scanned] + named
+    path = tmp_path / "entries.json"
+    refscan.Manifest(entries).dump(path)
+    progress: list[int] = []
+    from_file = refscan.verify(str(path), inventory=inventory, on_progress=progress.append)
+    from_objects = refscan.verify(entries, inventory=inventory)
+    assert from_file.to_dict() == from_objects.to_dict()
+    assert from_file.results == from_objects.results
+    assert [r.path for r in from_file.results] == sorted(e.path for e in entries)
+    assert from_file.results[len(entries) - 1] == list(from_objects.results)[-1]
+    assert sum(progress) == len(entries)
+    assert list(from_file.problems()) == [r for r in from_objects.results if r.status != "ok"]
+    assert from_file.counts["ok"] > len(named)  # the bulk path answered most of them
