@@ -216,11 +216,11 @@ def _pieces(f: IO[bytes], first: bytes, indent: bytes) -> Iterator[tuple[bytes, 
 
 def read_columns(path: str | os.PathLike[str]) -> EntryColumns | None:
     """The entries of the manifest file at `path` as columns, or None when the file is not in the layout this
-    reader takes (see the module docstring). Raises `ManifestError` for an entry `from_dict` refuses."""
+    reader takes or is not a valid manifest (see the module docstring)."""
     try:
         with Path(path).open("rb") as f:
             return _read(f)
-    except OSError:
+    except (OSError, ManifestError):  # `Manifest.load` gives the error it finds first
         return None
 
 
