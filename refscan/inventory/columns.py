@@ -1,19 +1,21 @@
-"""S3 inventory rows to folder-scan entries column by column (pyarrow): the fast path of `scan --inventory`.
+"""Inventory rows to folder-scan entries column by column (pyarrow): the fast path of `scan --inventory`.
 
-A folder scan turns each listed object into an entry by three rules: the listing parser
-(`backends.s3.listing.listed_meta`), the S3 codec (`S3Backend.encode`, `entry_ref`) and the naming rule
-(`naming.folder_entry_path`). On *regular* rows those rules only copy fields, and this module applies them to
-whole Arrow columns:
+A folder scan turns each listed object into an entry by three rules: the listing parser (S3
+`backends.s3.listing.listed_meta`, GCS `backends.gcs.backend.object_meta`), the backend's codec (`encode`,
+`entry_ref`) and the naming rule (`naming.folder_entry_path`). On *regular* rows those rules only copy fields,
+and this module applies them to whole Arrow columns (`s3_columns`, `gcs_columns`):
 
-- the ETag is non-empty text JSON need not escape (no quotes: nothing to strip), so digest = `extra.etag` =
-  the ETag; a version id that is empty or `null` means unversioned; a time is null or in the listings' ISO
+- S3: the ETag is non-empty text JSON need not escape (no quotes: nothing to strip), so digest = `extra.etag`
+  = the ETag; a version id that is empty or `null` means unversioned; a time is null or in the listings' ISO
   form, cut to the second; no checksum algorithm is named;
+- GCS: digest = the ETag; `versionID` the generation and `metageneration` as whole numbers, `md5` / `crc32c`
+  as given (empty: none);
 - the path (the key below the folder, under `name/`) is one `naming` keeps as it is (`NOT_PLAIN` does not
   match) and needs no JSON escape; the ref is the backend's ref of the empty key followed by the key.
 
-Every other row (quoted or odd ETags, checksum algorithms, other time forms, paths the naming rule cleans or
-refuses, folder markers) is handed back for the per-row path, so there is one rule and two speeds of it
-(tests/unit/test_inventory_columns.py checks them equal, field for field, on random rows).
+Every other row (quoted or odd ETags, checksum algorithms, other time forms, numbers written otherwise, paths
+the naming rule cleans or refuses, folder markers) is handed back for the per-row path, so there is one rule
+and two speeds of it (tests/unit/test_inventory_columns.py checks them equal, field for field, on random rows).
 """
 
 from __future__ import annotations
@@ -25,48 +27,60 @@ from ..arrow import pyarrow
 from ..backends.s3.client import ISO_UTC
 from ..manifest import EntryList, ManifestEntry
 from ..naming import NOT_PLAIN
-from .readers import CHECKSUM, ETAG, KEY, MODIFIED, SIZE, VERSION
+from .readers import CHECKSUM, CRC32C, ETAG, KEY, MD5, METAGENERATION, MODIFIED, SIZE, VERSION
 
 #: Text that JSON writes with escapes (`json.dumps(..., ensure_ascii=False)` escapes only these).
 NEEDS_ESCAPE = r'["\\\x00-\x1f]'
 
 
 @dataclass
+class Field:
+    """One `extra` value of column entries: its key, its values (an Arrow array; null: absent) and whether
+    JSON writes them as numbers (int64 values) rather than text."""
+
+    name: str
+    values: Any
+    number: bool = False
+
+
+@dataclass
 class ColumnEntries:
-    """An `EntryBatch` held as Arrow columns (the S3 entry fields: path, key, size, etag, version, modified;
-    each ref is `ref_head` + key), plus `others`: entries built one by one, after them."""
+    """An `EntryBatch` held as Arrow columns: path, key (each ref is `ref_head` + key), size, digest and the
+    `extra` fields in the order the backend's codec writes them (the first is never null), plus `others`:
+    entries built one by one, after them."""
 
     ref_head: str
     path: Any
     key: Any
     size: Any
-    etag: Any
-    version: Any
-    modified: Any
+    digest: Any
+    extra: list[Field]
     others: list[ManifestEntry] = field(default_factory=list)
-
-    def _columns(self) -> tuple[Any, ...]:
-        return (self.path, self.key, self.size, self.etag, self.version, self.modified)
 
     def __len__(self) -> int:
         return len(self.path) + len(self.others)
 
+    def values(self, name: str) -> Any:
+        """The `extra` values named `name`."""
+        return next(f.values for f in self.extra if f.name == name)
+
     def head(self, n: int) -> ColumnEntries:
         """The first `n` entries (columns first, then others)."""
         cut = min(n, len(self.path))
-        sliced = (c.slice(0, cut) for c in self._columns())
-        return ColumnEntries(self.ref_head, *sliced, others=self.others[: max(0, n - cut)])  # type: ignore[misc]
+        path, key, size, digest = (c.slice(0, cut) for c in (self.path, self.key, self.size, self.digest))
+        extra = [Field(f.name, f.values.slice(0, cut), f.number) for f in self.extra]
+        return ColumnEntries(self.ref_head, path, key, size, digest, extra, self.others[: max(0, n - cut)])
 
     def entries(self) -> list[ManifestEntry]:
         out = []
         head = self.ref_head
-        for path, key, size, etag, version, modified in zip(*(c.to_pylist() for c in self._columns()), strict=True):
-            extra = {"etag": etag}
-            if version is not None:
-                extra["versionID"] = version
-            if modified is not None:
-                extra["lastModified"] = modified
-            out.append(ManifestEntry(path, etag, head + key, size, extra))
+        names = [f.name for f in self.extra]
+        columns = (
+            c.to_pylist() for c in (self.path, self.key, self.size, self.digest, *(f.values for f in self.extra))
+        )
+        for path, key, size, digest, *values in zip(*columns, strict=True):
+            extra = {name: value for name, value in zip(names, values, strict=True) if value is not None}
+            out.append(ManifestEntry(path, digest, head + key, size, extra))
         return out + self.others
 
     def jsonl(self) -> str:
@@ -90,22 +104,23 @@ class ColumnEntries:
             '{"path": "',
             self.path,
             '", "digest": "',
-            self.etag,
+            self.digest,
             f'", "ref": "{self.ref_head}',
             self.key,
             '", "size": ',
             self.size.cast(pa.string()),
-            ', "extra": {"etag": "',
-            self.etag,
-            '"',
+            ', "extra": {',
         ]
-        for name, values in (("versionID", self.version), ("lastModified", self.modified)):
+        for i, f in enumerate(self.extra):
+            values = f.values.cast(pa.string()) if f.number else f.values
+            quote = "" if f.number else '"'
+            lead = f'{", " if i else ""}"{f.name}": {quote}'
             if values.null_count == len(values):
                 continue
             if values.null_count:
-                parts.append(pc.fill_null(pc.binary_join_element_wise(f', "{name}": "', values, '"', ""), ""))
+                parts.append(pc.fill_null(pc.binary_join_element_wise(lead, values, quote, ""), ""))
             else:
-                parts += [f', "{name}": "', values, '"']
+                parts += [lead, values, quote]
         parts.append("}}\n")
         merged: list[Any] = []  # adjacent literals as one: fewer pieces to copy per line
         for part in parts:
@@ -171,6 +186,20 @@ def _path_checks(pa: Any, path: Any) -> list[Any]:
     return [pc.greater(pc.binary_length(path), 0), pc.invert(ends)]
 
 
+def _common(pa: Any, key: Any, etag: Any, size: Any, folder_key: str, name: str | None) -> tuple[Any, list[Any]]:
+    """The paths a folder scan of `folder_key` with `name` gives the keys, and the checks every regular row
+    passes: a plain path, a non-empty ETag JSON need not escape, a size."""
+    pc = pa.compute
+    relative = pc.utf8_slice_codeunits(key, len(folder_key))  # code points, as Python slices
+    path = pc.binary_join_element_wise(f"{name}/", relative, "") if name else relative
+    checks = [*_path_checks(pa, path), pc.greater(pc.binary_length(etag), 0)]
+    if not _escape_free(pa, etag):
+        checks.append(pc.invert(pc.match_substring_regex(etag, NEEDS_ESCAPE)))
+    if size.null_count:
+        checks.append(pc.is_valid(size))
+    return path, checks
+
+
 def s3_columns(batch: Any, folder_key: str, name: str | None, ref_head: str) -> tuple[ColumnEntries, Any]:
     """The entries of the regular rows of `batch` (canonical columns, current objects under `folder_key`) as a
     folder scan with `name` names them, and the other rows (a record batch, maybe empty) for the per-row
@@ -182,13 +211,7 @@ def s3_columns(batch: Any, folder_key: str, name: str | None, ref_head: str) -> 
     key, etag, size = batch.column(KEY), batch.column(ETAG), batch.column(SIZE)
     version = batch.column(VERSION) if VERSION in names else pa.nulls(len(batch), pa.string())
     modified = batch.column(MODIFIED) if MODIFIED in names else pa.nulls(len(batch), pa.string())
-    relative = pc.utf8_slice_codeunits(key, len(folder_key))  # code points, as Python slices
-    path = pc.binary_join_element_wise(f"{name}/", relative, "") if name else relative
-    checks = [*_path_checks(pa, path), pc.greater(pc.binary_length(etag), 0)]
-    if not _escape_free(pa, etag):
-        checks.append(pc.invert(pc.match_substring_regex(etag, NEEDS_ESCAPE)))
-    if size.null_count:
-        checks.append(pc.is_valid(size))
+    path, checks = _common(pa, key, etag, size, folder_key, name)
     if version.null_count < len(version) and not _escape_free(pa, version):
         checks.append(pc.invert(pc.fill_null(pc.match_substring_regex(version, NEEDS_ESCAPE), False)))
     if modified.null_count < len(modified) and (times := _iso_check(pa, modified)) is not None:
@@ -204,8 +227,64 @@ def s3_columns(batch: Any, folder_key: str, name: str | None, ref_head: str) -> 
         version = pc.if_else(unversioned, pa.scalar(None, pa.string()), version)
     if (pc.max(pc.binary_length(modified)).as_py() or 20) > 20:  # some times have fractions to cut
         modified = pc.binary_join_element_wise(pc.utf8_slice_codeunits(modified, 0, 19), "Z", "")
-    found = (path, key, size, etag, version, modified)
+    extra = [Field("etag", etag), Field("versionID", version), Field("lastModified", modified)]
+    return _split(pa, regular, batch, ColumnEntries(ref_head, path, key, size, etag, extra))
+
+
+#: A whole number as `int()` and `str()` of it write it (no sign, no leading zero) that fits int64.
+WHOLE = r"^(?:0|[1-9][0-9]{0,17})$"
+
+
+def gcs_columns(batch: Any, folder_key: str, name: str | None, ref_head: str) -> tuple[ColumnEntries, Any]:
+    """As `s3_columns`, for GCS report rows (`backends.gcs.backend.object_meta`, `GCSBackend.encode`). Regular
+    rows: a plain path, a non-empty ETag (the digest) JSON need not escape, a size, a generation written as a
+    whole number (`versionID`), MD5 and CRC32C hashes JSON need not escape (an empty one is none) and a
+    metageneration that is none or a whole number; every other row is handed back."""
+    pa = pyarrow()
+    pc = pa.compute
+    names = batch.schema.names
+    if VERSION not in names:  # no generations: the per-row path (entries have no versionID)
+        none = pa.array([], pa.string())
+        return ColumnEntries(ref_head, none, none, pa.array([], pa.int64()), none, []), batch
+    key, etag, size, generation = batch.column(KEY), batch.column(ETAG), batch.column(SIZE), batch.column(VERSION)
+    relative = pc.utf8_slice_codeunits(key, len(folder_key))
+    path = pc.binary_join_element_wise(f"{name}/", relative, "") if name else relative
+    checks = [
+        *_path_checks(pa, path),
+        pc.greater(pc.binary_length(etag), 0),
+        pc.match_substring_regex(generation, WHOLE),
+    ]
+    if not _escape_free(pa, etag):
+        checks.append(pc.invert(pc.match_substring_regex(etag, NEEDS_ESCAPE)))
+    if size.null_count:
+        checks.append(pc.is_valid(size))
+    hashes = []
+    for column, label in ((MD5, "md5"), (CRC32C, "crc32c")):
+        values = batch.column(column) if column in names else pa.nulls(len(batch), pa.string())
+        values = pc.if_else(pc.fill_null(pc.equal(values, ""), False), pa.scalar(None, pa.string()), values)
+        if values.null_count < len(values) and not _escape_free(pa, values):
+            checks.append(pc.invert(pc.fill_null(pc.match_substring_regex(values, NEEDS_ESCAPE), False)))
+        hashes.append(Field(label, values))
+    metageneration = batch.column(METAGENERATION) if METAGENERATION in names else pa.nulls(len(batch), pa.string())
+    if metageneration.null_count < len(metageneration):
+        checks.append(pc.fill_null(pc.match_substring_regex(metageneration, WHOLE), True))
+    regular = checks[0]
+    for check in checks[1:]:
+        regular = pc.and_kleene(regular, check)
+    regular = pc.fill_null(regular, False)
+
+    def whole(values: Any) -> Any:  # only the regular rows are used: the others may be any text
+        return pc.if_else(regular, values, pa.scalar(None, pa.string())).cast(pa.int64())
+
+    extra = [Field("versionID", whole(generation), True), *hashes, Field("metageneration", whole(metageneration), True)]
+    return _split(pa, regular, batch, ColumnEntries(ref_head, path, key, size, etag, extra))
+
+
+def _split(pa: Any, regular: Any, batch: Any, found: ColumnEntries) -> tuple[ColumnEntries, Any]:
+    """`found` cut to its `regular` rows, and the other rows of `batch`."""
+    pc = pa.compute
     if pc.all(regular).as_py():
-        return ColumnEntries(ref_head, *found), batch.slice(0, 0)
-    kept = (pc.filter(c, regular) for c in found)
-    return ColumnEntries(ref_head, *kept), batch.filter(pc.invert(regular))
+        return found, batch.slice(0, 0)
+    path, key, size, digest = (pc.filter(c, regular) for c in (found.path, found.key, found.size, found.digest))
+    extra = [Field(f.name, pc.filter(f.values, regular), f.number) for f in found.extra]
+    return ColumnEntries(found.ref_head, path, key, size, digest, extra), batch.filter(pc.invert(regular))

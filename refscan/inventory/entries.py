@@ -200,17 +200,20 @@ _GENERIC = msgspec.json.Decoder()
 _NO_EXTRA = _Extra()
 
 
-def _pieces(f: IO[bytes], first: bytes, indent: bytes) -> Iterator[tuple[bytes, bool]]:
+def _pieces(f: IO[bytes], first: bytes, indent: bytes) -> Iterator[tuple[bytearray, bool]]:
     """The text of `contents` from `first` on, cut just before lines that start an entry (`\n` + `indent` +
-    `"`), each piece about `BLOCK` long, with True for the last piece (it runs to the end of the file)."""
+    `"`), each piece about `BLOCK` long and preceded by a `{` (so that it parses in place), with True for the
+    last piece (it runs to the end of the file)."""
     start = b"\n" + indent + b'"'
-    buf = first
+    buf = bytearray(b"{") + first
     while block := f.read(BLOCK):
         buf += block
         cut = buf.rfind(start)
-        if cut > 0:
-            yield buf[:cut], False
-            buf = buf[cut:]
+        if cut > 1:
+            rest = buf[cut:]
+            del buf[cut:]
+            yield buf, False
+            buf = bytearray(b"{") + rest
     yield buf, True
 
 
@@ -251,26 +254,36 @@ def _read(f: IO[bytes]) -> EntryColumns | None:
     return _checked(head[: found.end()], tail, tables, others) if tail is not None else None
 
 
-def _split_last(piece: bytes, outer: bytes) -> tuple[bytes, bytes | None]:
+def _split_last(piece: bytearray, outer: bytes) -> tuple[bytearray, bytes | None]:
     """A piece's entries, and (for the piece that closes `contents`) the text from there on: `contents`
     closes on the first line that is `outer` + `}` (entries' own lines are indented deeper)."""
     close = piece.find(b"\n" + outer + b"}")
     if close < 0:
         return piece, None
-    return piece[:close], piece[close:]
+    tail = bytes(piece[close:])
+    del piece[close:]
+    return piece, tail
 
 
-def _parse_piece(body: bytes, member: bytes, tables: list[Any], others: list[ManifestEntry], *, more: bool) -> bool:
-    """Add the entries of `body` (entries separated by commas, and followed by one when `more` come after) to
-    `tables` (one more table) / `others`; False when the text does not parse as exactly as many entries as it
-    has entry lines."""
-    body = body.rstrip()
+def _parse_piece(
+    piece: bytearray, member: bytes, tables: list[Any], others: list[ManifestEntry], *, more: bool
+) -> bool:
+    """Add the entries of `piece` (`{` then entries separated by commas, and followed by one when `more` come
+    after) to `tables` (one more table) / `others`; False when the text does not parse as exactly as many
+    entries as it has entry lines. The piece is made the JSON object of its entries in place."""
+    end = len(piece)
+    while end and piece[end - 1] in b" \t\r\n":  # JSON's whitespace after the last entry
+        end -= 1
     if more:
-        if not body.endswith(b","):
+        if piece[end - 1 : end] != b",":
             return False
-        body = body[:-1]
-    text = b"{" + body + b"}"
-    lines = body.count(b"\n" + member + b'"')
+        piece[end - 1] = ord("}")  # the comma before the next piece closes this one
+        text = memoryview(piece)[:end]
+    else:
+        del piece[end:]
+        piece += b"}"
+        text = memoryview(piece)
+    lines = piece.count(b"\n" + member + b'"', 0, end)
     try:
         entries = _TYPED.decode(text)
     except msgspec.ValidationError:

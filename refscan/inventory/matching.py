@@ -113,10 +113,10 @@ async def unchanged(inventory: Inventory, table: Any) -> Any:
             entries = columns.slice(lo, hi - lo).filter(hit)
         else:
             entries = _rows_at(pc, columns, positions.slice(lo, hi - lo), hit)
-        same = pc.equal(entries.column("digest"), rows.etag.take(row))
+        same = pc.equal(entries.column("digest"), rows.digest.take(row))
         same = pc.and_(same, pc.equal(entries.column("size"), rows.size.take(row)))
-        same = pc.and_(same, _same(pc, entries.column("version"), rows.version.take(row)))
-        same = pc.and_(same, _same(pc, entries.column("modified"), rows.modified.take(row)))
+        same = pc.and_(same, _same(pc, entries.column("version"), rows.values("versionID").take(row)))
+        same = pc.and_(same, _same(pc, entries.column("modified"), rows.values("lastModified").take(row)))
         in_span = pc.replace_with_mask(_false(pa, hi - lo), _array(pa, hit), _array(pa, pc.fill_null(same, False)))
         settled = pc.or_(settled, pa.concat_arrays([_false(pa, lo), in_span, _false(pa, n - hi)]))
     if order is not None:  # back to the candidates' own order

@@ -20,11 +20,11 @@ import anyio
 from ..arrow import pyarrow
 from ..backends.base import is_folder_marker
 from ..errors import InvalidInventory, NotFound, RefscanError
-from ..manifest import EntryBatch, EntryList, ManifestEntry
+from ..manifest import EntryBatch, ManifestEntry
 from ..meta import ObjectMeta
 from ..session import Session
 from ..uri import RefURI
-from .columns import s3_columns
+from .columns import gcs_columns, s3_columns
 from .files import DataFiles, load_manifest
 from .manifest import InventoryManifest
 from .readers import (
@@ -264,13 +264,10 @@ class Inventory:
         async for rows in self.current_rows(prefix=folder.key or None):
             if left <= 0:
                 return
-            found: EntryBatch
-            if self.manifest.kind == "s3":
-                columns, others = s3_columns(rows, folder.key, name, ref_head)
-                columns.others = [entry(meta) for meta in self._metas(others)]
-                found = columns.head(left) if len(columns) > left else columns
-            else:
-                found = EntryList([entry(meta) for meta in self._metas(rows)][:left])
+            columns_of = s3_columns if self.manifest.kind == "s3" else gcs_columns
+            columns, others = columns_of(rows, folder.key, name, ref_head)
+            columns.others = [entry(meta) for meta in self._metas(others)]
+            found = columns.head(left) if len(columns) > left else columns
             left -= len(found)
             if len(found):
                 yield found

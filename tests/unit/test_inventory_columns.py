@@ -17,10 +17,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refscan.backends.base import is_folder_marker
+from refscan.backends.gcs.backend import GCSBackend
 from refscan.backends.s3.backend import S3Backend
 from refscan.errors import RefscanError
-from refscan.inventory.columns import NEEDS_ESCAPE, s3_columns
-from refscan.inventory.readers import CHECKSUM, ETAG, KEY, MODIFIED, SIZE, VERSION, iso_seconds
+from refscan.inventory.columns import NEEDS_ESCAPE, gcs_columns, s3_columns
+from refscan.inventory.readers import (
+    CHECKSUM,
+    CRC32C,
+    ETAG,
+    KEY,
+    MD5,
+    METAGENERATION,
+    MODIFIED,
+    SIZE,
+    VERSION,
+    iso_seconds,
+)
 from refscan.inventory.source import row_reader
 from refscan.manifest import ManifestEntry, jsonl_line
 from refscan.meta import ObjectMeta
@@ -175,3 +187,54 @@ def test_iso_seconds_is_the_listing_time_rule() -> None:
 def test_object_meta_of_a_typical_row() -> None:
     row = {KEY: "dé/a", ETAG: '"e"', SIZE: 1, VERSION: "null", MODIFIED: "2024-05-01T12:00:00.000Z", CHECKSUM: None}
     assert row_reader("s3")(row) == ObjectMeta("dé/a", 1, "e", None, "2024-05-01T12:00:00Z")
+
+
+GCS_FOLDER = RefURI.parse("gs://bkt/dé/")
+gcs_keys = st.lists(st.sampled_from(PIECES), min_size=1, max_size=5).map(lambda parts: GCS_FOLDER.key + "".join(parts))
+whole_numbers = st.sampled_from(["1700000000000001", "0", "5"] * 4 + [None, "", "007", "-1", "1e3", "x", "9" * 19])
+hashes = st.sampled_from(["1B2M2Y8AsgTpgAmY7PhCfg==", "AAAAAA=="] * 4 + [None, "", 'a"b', "c\\d"])
+gcs_rows = st.fixed_dictionaries(
+    {
+        KEY: gcs_keys,
+        ETAG: st.sampled_from(["CJa3wQ==", "CLD/1"] * 4 + [None, "", 'e"t', "t\x01"]),
+        SIZE: st.one_of(st.integers(0, 3), st.none()),
+        VERSION: whole_numbers,
+        MD5: hashes,
+        CRC32C: hashes,
+        METAGENERATION: whole_numbers,
+    }
+)
+
+
+def gcs_plain(items: list[dict[str, Any]], name: str | None) -> list[ManifestEntry | type[Exception]]:
+    to_meta = row_reader("gcs")
+    out: list[ManifestEntry | type[Exception]] = []
+    for row in items:
+        if is_folder_marker(row[KEY], row[SIZE]):
+            continue
+        try:
+            out.append(folder_entry(GCSBackend, GCS_FOLDER, to_meta(row), name))
+        except (ValueError, RefscanError) as exc:
+            out.append(type(exc))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(gcs_rows, min_size=1, max_size=12), st.sampled_from([None, "n"]))
+def test_gcs_fast_path_equals_the_per_row_path(items: list[dict[str, Any]], name: str | None) -> None:
+    columns, others = gcs_columns(batch_of(items), GCS_FOLDER.key, name, "gs://bkt/")
+    rest = gcs_plain(others.to_pylist(), name)
+    columns.others = [e for e in rest if isinstance(e, ManifestEntry)]
+    text = columns.jsonl()
+    assert bytes(columns.jsonl_bytes()) == text.encode()
+    fast = columns.entries() + [e for e in rest if not isinstance(e, ManifestEntry)]
+    assert order(fast) == order(gcs_plain(items, name))
+    made = [e for e in fast if isinstance(e, ManifestEntry)]
+    assert sorted(text.splitlines(keepends=True)) == sorted(map(jsonl_line, made))
+
+
+def test_regular_gcs_rows_take_the_column_path() -> None:
+    row = {KEY: "dé/a.txt", ETAG: "CJa3wQ==", SIZE: 3, VERSION: "17", MD5: "", CRC32C: "AAAAAA==", METAGENERATION: None}
+    columns, others = gcs_columns(batch_of([row, {**row, KEY: "dé/b"}]), GCS_FOLDER.key, None, "gs://bkt/")
+    assert others.num_rows == 0
+    assert [e.extra for e in columns.entries()] == [{"versionID": 17, "crc32c": "AAAAAA=="}] * 2
