@@ -12,14 +12,28 @@ Commands and scripts that take "a manifest" accept either form, so that `verify 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InvalidSource
-from .manifest import Manifest
+from .manifest import Manifest, ManifestEntry
 from .options import Options
 from .store import Store
 
-__all__ = ["is_version_spec", "open_source"]
+__all__ = ["StoredVersion", "is_version_spec", "open_source"]
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """Version `spec` of `store`, read when used: iterated, its entries (the version loaded then); by
+    `verify --inventory`, its rows a chunk at a time (`Store.read_entries`), never an object per entry."""
+
+    store: Store
+    spec: str
+
+    def __iter__(self) -> Iterator[ManifestEntry]:
+        return iter(self.store.get(self.spec).manifest)
 
 
 def is_version_spec(text: str) -> bool:

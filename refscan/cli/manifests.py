@@ -10,6 +10,7 @@ import click
 from ..diff import diff_manifests
 from ..download import download as download_files
 from ..manifest import ManifestSource
+from ..sources import StoredVersion, is_version_spec
 from ..sync import run_sync
 from ..verify import averify
 from .context import Context
@@ -51,6 +52,8 @@ def verify(
     manifest: ManifestSource
     if inventory is not None and Path(source).is_file():  # read by verify itself, in chunks: millions of entries
         manifest, total = source, None
+    elif inventory is not None and is_version_spec(source):
+        manifest, total = StoredVersion(obj.store(), source), None
     else:
         manifest = obj.source(source)[0]
         total = len(manifest)

@@ -20,6 +20,7 @@ caller reads the file with `Manifest.load`, which gives the exact error.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -171,6 +172,32 @@ def _add(entries: Iterable[ManifestEntry], columns: dict[str, list[Any]], others
             columns[name].append(x.get(key))
 
 
+def from_rows(chunks: Iterable[list[tuple[str, str, str | None, int | None, str]]]) -> EntryColumns:
+    """Entries kept as rows `(path, digest, ref, size, extra JSON)` (a store's), in path order and a chunk at
+    a time, as columns: each chunk's extras parsed together, typed; a chunk with an entry that is not simple
+    is read entry by entry."""
+    tables: list[Any] = []
+    others: list[ManifestEntry] = []
+    for rows in chunks:
+        paths, digests, refs, sizes, extras = (list(c) for c in zip(*rows, strict=True)) if rows else ([],) * 5
+        try:
+            typed = _EXTRAS.decode(("[" + ",".join(extras) + "]").encode())
+        except msgspec.ValidationError:
+            columns: dict[str, list[Any]] = {name: [] for name in FIELDS}
+            entries = (ManifestEntry(p, d, r, s, json.loads(x)) for p, d, r, s, x in rows)
+            _add(entries, columns, others)
+            tables.append(_table(columns))
+            continue
+        columns = {"path": paths, "digest": digests, "ref": refs, "size": sizes}
+        for key, name in EXTRA_COLUMNS.items():
+            columns[name] = list(map(attrgetter(key), typed))
+        tables.append(_table(columns))
+    found = _columns(tables, others)
+    if found is None:
+        raise ManifestError("the store holds a path twice in one version")
+    return found
+
+
 def from_entries(entries: Iterable[ManifestEntry]) -> EntryColumns:
     """The entries as columns (the simple ones) and objects (the others)."""
     columns: dict[str, list[Any]] = {name: [] for name in FIELDS}
@@ -196,6 +223,7 @@ class _Entry(msgspec.Struct, gc=False):  # other keys of an entry are ignored, a
 
 
 _TYPED = msgspec.json.Decoder(dict[str, _Entry])
+_EXTRAS = msgspec.json.Decoder(list[_Extra])
 _GENERIC = msgspec.json.Decoder()
 _NO_EXTRA = _Extra()
 
@@ -328,6 +356,11 @@ def _checked(head: bytes, tail: bytes, tables: list[Any], others: list[ManifestE
     if not isinstance(doc, dict) or doc.get("contents") != {}:
         return None
     Manifest.from_dict(doc)  # the version and the shape of the document
+    return _columns(tables, others)
+
+
+def _columns(tables: list[Any], others: list[ManifestEntry]) -> EntryColumns | None:
+    """The tables and entries as `EntryColumns` (in path order); None when a path is given twice."""
     pa = pyarrow()
     pc = pa.compute
     table = pa.concat_tables([_table({name: [] for name in FIELDS}), *tables])

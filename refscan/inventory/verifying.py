@@ -18,8 +18,9 @@ import anyio
 from ..arrow import pyarrow
 from ..backends import backend_class
 from ..manifest import Manifest, ManifestEntry, ManifestSource, as_manifest
+from ..sources import StoredVersion
 from . import matching
-from .entries import EntryColumns, entries_of, from_entries, read_columns
+from .entries import EntryColumns, entries_of, from_entries, from_rows, read_columns
 
 if TYPE_CHECKING:
     from ..verify import VerifyResult
@@ -71,8 +72,10 @@ class Settled:
 
 
 async def load(source: ManifestSource) -> EntryColumns:
-    """The entries of `source` as columns; a manifest file is read in chunks (in a worker thread) unless its
-    layout needs `Manifest.load`."""
+    """The entries of `source` as columns; a manifest file (unless its layout needs `Manifest.load`) or a
+    `StoredVersion` is read in chunks, in a worker thread."""
+    if isinstance(source, StoredVersion):
+        return await anyio.to_thread.run_sync(source.store.read_entries, source.spec, from_rows)
     if isinstance(source, str | os.PathLike):
         found = await anyio.to_thread.run_sync(read_columns, source)
         if found is not None:

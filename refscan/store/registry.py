@@ -12,11 +12,11 @@ import json
 import os
 import re
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from ..artifact import Artifact, validate_name
 from ..errors import InvalidName, InvalidURI, NotFound, SealedGroup, TypeConflict
@@ -87,6 +87,23 @@ class _PendingPaths:
             ).fetchone()
             is not None
         )
+
+
+T = TypeVar("T")
+#: An entry as the store keeps it: path, digest, ref, size, extra (JSON text).
+EntryRow = tuple[str, str, str | None, int | None, str]
+#: Entry rows read from the database at a time by `Store.read_entries`.
+ROWS_AT_ONCE = 16384
+
+
+def _spec(spec: str) -> tuple[str, str]:
+    """`name:which` (`which`: `vN`, `latest` or an alias; `name` alone means latest) as (name, which); raises
+    `InvalidName` for a malformed name."""
+    name, _, which = spec.rpartition(":")
+    if not name:
+        name, which = which, LATEST
+    validate_name(name)
+    return name, which
 
 
 class Store:
@@ -268,11 +285,23 @@ class Store:
     def get(self, spec: str) -> ArtifactVersion:
         """The version `name:vN`, `name:latest`, `name:<alias>` (or `name`, meaning latest).
         Raises `NotFound` when there is no such version, `InvalidName` for a malformed name."""
-        name, _, which = spec.rpartition(":")
-        if not name:
-            name, which = which, LATEST
-        validate_name(name)
+        name, which = _spec(spec)
         return self._db.run(lambda conn: load_version(conn, self._resolve(conn, name, which)))
+
+    def read_entries(self, spec: str, consume: Callable[[Iterator[list[EntryRow]]], T]) -> T:
+        """`consume(chunks)` of the entries of version `spec` (as in `get`) as rows `(path, digest, ref, size,
+        extra JSON)` in path order, a few thousand at a time, inside one read transaction: a version of
+        millions of entries read without an object each. Raises like `get`."""
+        name, which = _spec(spec)
+
+        def tx(conn: sqlite3.Connection) -> T:
+            rows = conn.execute(
+                "SELECT path, digest, ref, size, extra FROM entries WHERE version_id = ? ORDER BY path",
+                (self._resolve(conn, name, which),),
+            )
+            return consume(iter(lambda: rows.fetchmany(ROWS_AT_ONCE), []))
+
+        return self._db.run(tx)
 
     def versions(self, name: str) -> list[ArtifactVersion]:
         """Every version of `name`, oldest first. Raises `NotFound` when `name` has none."""

@@ -222,6 +222,15 @@ def test_cli_scan_log_verify_with_inventory(
     verified = runner.invoke(cli, ["verify", str(path), "--inventory", str(inv)])
     assert verified.exit_code == 1  # changed and missing entries
     assert f"{len(manifest)} entries checked against it, 0 looked up live" in verified.stderr
+    # the logged version, read from the store's rows: what the live scan logged is what the inventory holds
+    stored = runner.invoke(cli, ["verify", "ds:latest", "--inventory", str(inv), "--json"])
+    assert stored.exit_code == 0, stored.output
+    report = json.loads(stored.stdout)
+    assert report["counts"]["ok"] == len(version.manifest) == len(report["results"])
+    assert report["inventory"]["from_inventory"] == len(version.manifest)
+    missing = runner.invoke(cli, ["verify", "ds:v7", "--inventory", str(inv)])
+    assert missing.exit_code == 1
+    assert "ds:v7" in missing.stderr
 
 
 # -- bad input ----------------------------------------------------------------------------------------------

@@ -126,3 +126,29 @@ def test_a_manifest_file_gives_the_report_of_its_entries(tmp_path: Path) -> None
     assert sum(progress) == len(entries)
     assert list(from_file.problems()) == [r for r in from_objects.results if r.status != "ok"]
     assert from_file.counts["ok"] > len(named)  # the bulk path answered most of them
+
+
+def test_a_store_version_is_verified_from_its_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`StoredVersion` (what `refscan verify NAME:VER --inventory` hands verify) gives the report of the same
+    entries as objects, read in chunks of rows (one row at a time here, to cross chunk edges)."""
+    from refscan.sources import StoredVersion
+    from refscan.store import registry
+
+    monkeypatch.setattr(registry, "ROWS_AT_ONCE", 3)
+    rng = random.Random(11)
+    manifest = write_s3_inventory(
+        local_put(tmp_path), "dest", "src", inventory_rows(rng), fmt="csv", columns=S3_CSV_COLUMNS, files=1
+    )
+    inventory = str(tmp_path / manifest)
+    scanned = refscan.scan("s3://src/d/", inventory=inventory)
+    entries = [mutated(e, rng.randrange(8) if rng.random() < 0.4 else -1, rng) for e in scanned]
+    art = refscan.Artifact("d", "dataset")
+    art.add_entries(entries)
+    store = refscan.Store(tmp_path / "home")
+    store.log(art)
+    from_rows = refscan.verify(StoredVersion(store, "d:v0"), inventory=inventory)
+    from_objects = refscan.verify(entries, inventory=inventory)
+    assert from_rows.to_dict() == from_objects.to_dict()
+    assert from_rows.counts["ok"] > 0
+    with pytest.raises(refscan.NotFound):
+        refscan.verify(StoredVersion(store, "d:v9"), inventory=inventory)
