@@ -10,7 +10,8 @@ through `bench.spawn` (so its peak RSS is its own):
 - `refscan scan s3://synthetic/data/ --inventory ... --format jsonl -o FILE`, the command line itself, and the
   same scan in-process (`Scanner.iter_scan_batches` to a JSON Lines file, the operation timed alone);
 - `refscan verify MANIFEST --inventory ...` of the 1,000,000-entry manifest that scan made, the command line
-  and in-process (`refscan.verify(path, inventory=)`: the file read by verify in chunks), and, for comparison,
+  and in-process (`refscan.verify(path, inventory=)`: the file read by verify in chunks), the same entries
+  logged in a store (`refscan verify bench:v0 --inventory ...`: read from its rows), and, for comparison,
   `refscan.verify(Manifest, inventory=)` of the manifest loaded as objects first;
 - live listing: the same prefix from the synthetic S3 server behind the delay proxy at `--rtt` ms.
 
@@ -177,6 +178,15 @@ def jsonl_to_manifest(lines: Path, manifest: Path) -> None:
         refscan.Manifest(refscan.ManifestEntry.from_dict(e.pop("path"), e) for e in entries).dump(manifest)
 
 
+def log_manifest(manifest: str, home: str) -> None:
+    """The entries of the manifest file logged as version `bench:v0` of the store at `home`."""
+    import refscan
+
+    art = refscan.Artifact("bench", "dataset")
+    art.add_entries(refscan.Manifest.load(manifest))
+    refscan.Store(home).log(art)
+
+
 def job_verify(inventory: str, manifest_path: str, how: str) -> dict[str, Any]:
     """`refscan.verify` of the manifest file against the inventory: given its path (`how` = "file": read by
     verify itself, in chunks, as the CLI does) or loaded first as a `Manifest` ("object": loading timed apart)."""
@@ -337,10 +347,19 @@ def main(argv: list[str] | None = None) -> None:
             runs[name] = median_run(run, args.repeat)
             runs[name] |= {"entries": count, "rows_per_second": count / runs[name]["seconds"]}
         jsonl_to_manifest(lines, Path(entries_json))
+        home = str(Path(tmp) / "home")
+        log_manifest(entries_json, home)
         cases = [
             (
                 "`refscan verify --inventory` (1M-entry manifest file)",
                 lambda: _spawned([*refscan_cli, "verify", entries_json, "--inventory", inv], cli=True),
+                args.prefix_rows,
+            ),
+            (
+                "`refscan verify NAME:v0 --inventory` (the same 1M entries logged in the store)",
+                lambda: _spawned(
+                    [*refscan_cli, "verify", "bench:v0", "--inventory", inv], {"REFSCAN_HOME": home}, cli=True
+                ),
                 args.prefix_rows,
             ),
             (
