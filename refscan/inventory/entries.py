@@ -3,8 +3,9 @@ holds them in a few bytes each and compares them with the inventory column by co
 
 Only *simple* entries are held as columns: `extra` holds nothing but text values of the keys a folder scan
 records (`etag`, `versionID`, `lastModified`); every other entry stays a `ManifestEntry` (`others`).
-`from_entries` sorts entry objects that way; `read_columns` reads a manifest file straight into columns in
-chunks, never holding the file or an object per entry:
+`from_entries` sorts entry objects that way, `from_rows` a store's rows a chunk at a time (each chunk's
+extras parsed together), and `read_columns` reads a manifest file straight into columns in chunks, never
+holding the file or an object per entry:
 
 - the file must have the layout `json.dumps(..., indent=N)` gives (refscan's and W&B's own): each entry of
   `contents` starts on its own line at one indentation, so the text can be cut at those lines (a newline is
@@ -89,6 +90,11 @@ def entries_of(table: Any) -> list[ManifestEntry]:
         extra = {k: v for k, v in (("etag", etag), ("versionID", version), ("lastModified", modified)) if v is not None}
         out.append(ManifestEntry(path, digest, ref(base, tail, path), size, extra))
     return out
+
+
+def _gathered() -> dict[str, list[Any]]:
+    """Empty lists to gather `FIELDS` in."""
+    return {name: [] for name in FIELDS}
 
 
 def _table(columns: dict[str, list[Any]]) -> Any:
@@ -183,7 +189,7 @@ def from_rows(chunks: Iterable[list[tuple[str, str, str | None, int | None, str]
         try:
             typed = _EXTRAS.decode(("[" + ",".join(extras) + "]").encode())
         except msgspec.ValidationError:
-            columns: dict[str, list[Any]] = {name: [] for name in FIELDS}
+            columns: dict[str, list[Any]] = _gathered()
             entries = (ManifestEntry(p, d, r, s, json.loads(x)) for p, d, r, s, x in rows)
             _add(entries, columns, others)
             tables.append(_table(columns))
@@ -200,7 +206,7 @@ def from_rows(chunks: Iterable[list[tuple[str, str, str | None, int | None, str]
 
 def from_entries(entries: Iterable[ManifestEntry]) -> EntryColumns:
     """The entries as columns (the simple ones) and objects (the others)."""
-    columns: dict[str, list[Any]] = {name: [] for name in FIELDS}
+    columns: dict[str, list[Any]] = _gathered()
     others: list[ManifestEntry] = []
     _add(entries, columns, others)
     return EntryColumns(_table(columns), others)
@@ -321,7 +327,7 @@ def _parse_piece(
             return False
         if not isinstance(values, dict) or len(values) != lines:
             return False
-        columns: dict[str, list[Any]] = {name: [] for name in FIELDS}
+        columns: dict[str, list[Any]] = _gathered()
         _add((ManifestEntry.from_dict(p, v, copy=False) for p, v in values.items()), columns, others)
         tables.append(_table(columns))
         return True
@@ -363,7 +369,7 @@ def _columns(tables: list[Any], others: list[ManifestEntry]) -> EntryColumns | N
     """The tables and entries as `EntryColumns` (in path order); None when a path is given twice."""
     pa = pyarrow()
     pc = pa.compute
-    table = pa.concat_tables([_table({name: [] for name in FIELDS}), *tables])
+    table = pa.concat_tables([_table(_gathered()), *tables])
     if not ascending(pc, table.column("path")):
         table = table.take(pc.sort_indices(table, [("path", "ascending")]))
         if not ascending(pc, table.column("path")):
