@@ -20,39 +20,37 @@ from typing import TYPE_CHECKING, Any
 
 from ..arrow import pyarrow
 from .columns import s3_columns
-from .entries import ascending, ref, refs_of
+from .entries import ascending, refs_of
 
 if TYPE_CHECKING:
     from .source import Inventory
 
 
-class _Refs:
-    """The refs of rows `lo`.. of an `EntryColumns` table (read one by one), for `bisect`."""
-
-    def __init__(self, table: Any) -> None:
-        self.table = table
-        self.columns = [table.column(name) for name in ("ref_base", "ref_tail", "path")]
-
-    def __len__(self) -> int:
-        return int(self.table.num_rows)
-
-    def __getitem__(self, i: int) -> str:
-        base, tail, path = (column[i].as_py() for column in self.columns)
-        return str(ref(base, tail, path))
+def single_folder(table: Any) -> str | None:
+    """The folder every ref of `table` (an `EntryColumns` table) is followed by its path in (one folder
+    scan's entries); None when there is no such one folder."""
+    base, tail = table.column("ref_base"), table.column("ref_tail")
+    if not len(base) or base.null_count or tail.null_count != len(tail):
+        return None
+    folders = {value for chunk in base.chunks for value in chunk.dictionary.to_pylist()}
+    return folders.pop() if len(folders) == 1 else None
 
 
-def candidates(table: Any, ref_head: str, created: str) -> Any:
+def candidates(table: Any, ref_head: str, created: str, folder: str | None) -> Any:
     """A mask of the rows of `table` (an `EntryColumns` table) that may be unchanged: ref under `ref_head`
-    with no `?`, digest = etag, a size, not modified after the inventory was taken (`created`)."""
+    with no `?`, digest = etag, a size, not modified after the inventory was taken (`created`). `folder`:
+    the `single_folder` of the table, which must be under `ref_head` and hold no `?` (the refs are then not
+    built)."""
     pa = pyarrow()
     pc = pa.compute
     masks = []
     for rows in table.to_batches():
-        refs = refs_of(rows)
         mask = pc.and_(rows.column("etag_is_digest"), pc.is_valid(rows.column("size")))
-        mask = pc.and_(mask, pc.fill_null(pc.starts_with(refs, ref_head), False))
-        mask = pc.and_(mask, pc.invert(pc.fill_null(pc.match_substring(refs, "?"), True)))
-        masks.append(pc.and_(mask, pc.fill_null(pc.less_equal(rows.column("modified"), created), True)))
+        mask = pc.and_(mask, pc.fill_null(pc.less_equal(rows.column("modified"), created), True))
+        text = rows.column("path") if folder is not None else refs_of(rows)
+        if folder is None:
+            mask = pc.and_(mask, pc.fill_null(pc.starts_with(text, ref_head), False))
+        masks.append(pc.and_(mask, pc.invert(pc.fill_null(pc.match_substring(text, "?"), True))))
     return pa.chunked_array(masks, pa.bool_())
 
 
@@ -74,37 +72,61 @@ def _rows_at(pc: Any, table: Any, span: Any, hit: Any) -> Any:
 
 async def unchanged(inventory: Inventory, table: Any) -> Any:
     """A boolean Arrow array over the rows of `table` (an `EntryColumns` table): true for the entries that
-    record what a scan of the (S3) `inventory` records now and were not modified after it was taken."""
+    record what a scan of the (S3) `inventory` records now and were not modified after it was taken.
+
+    Entries and rows meet by name: for one folder scan's entries (`single_folder`) the entries' paths and the
+    rows' keys below that folder, else the entries' refs and the rows' refs."""
     pa = pyarrow()
     pc = pa.compute
     ref_head = f"{inventory.manifest.scheme}://{inventory.manifest.bucket}/"
-    chosen = candidates(table, ref_head, inventory.created)
-    if pc.all(chosen).as_py() and _in_ref_order(pc, table):  # the usual case: the table's own rows, no copy
-        refs, positions, order = None, None, None
-        sorted_refs: Any = _Refs(table)
+    folder = single_folder(table)
+    if folder is not None and not (folder.startswith(ref_head) and "?" not in folder):
+        folder = None
+    chosen = candidates(table, ref_head, inventory.created, folder)
+    order = None
+    if folder is not None:  # ascending: the table is in path order
+        prefix = folder[len(ref_head) :]
+        every = pc.all(chosen).as_py()
+        names = table.column("path") if every else table.column("path").filter(chosen)
+        positions = None if every else pc.indices_nonzero(chosen)
+
+        def row_names(keys: Any) -> Any:
+            under = pc.fill_null(pc.starts_with(keys, prefix), False)
+            return pc.if_else(under, pc.utf8_slice_codeunits(keys, len(prefix)), pa.scalar(None, pa.string()))
+
+        def key_of(name: str) -> str:
+            return prefix + name
     else:
-        refs, positions = refs_of(table.filter(chosen)).combine_chunks(), pc.indices_nonzero(chosen)
-        order = None if ascending(pc, refs) else pc.sort_indices(refs)
-        if order is not None:  # entries not in key order: match them sorted
-            refs, positions = refs.take(order), positions.take(order)
-        sorted_refs = _Texts(refs)
-    n = len(sorted_refs)
+        names, positions = refs_of(table.filter(chosen)).combine_chunks(), pc.indices_nonzero(chosen)
+        if not ascending(pc, names):  # entries not in key order: match them sorted
+            order = pc.sort_indices(names)
+            names, positions = names.take(order), positions.take(order)
+
+        def row_names(keys: Any) -> Any:
+            return pc.binary_join_element_wise(ref_head, keys, "")
+
+        def key_of(name: str) -> str:
+            return name[len(ref_head) :]
+
+    sorted_names = _Texts(names)
+    n = len(sorted_names)
     if not n:
         return _false(pa, table.num_rows)
-    settled = _false(pa, n)  # by sorted ref
+    settled = _false(pa, n)  # by name
     columns = table.select(["digest", "size", "version", "modified"])
-    between = (sorted_refs[0][len(ref_head) :], sorted_refs[n - 1][len(ref_head) :])
-    async for batch in inventory.current_rows(between=between, lean=True):
+    async for batch in inventory.current_rows(
+        between=(key_of(sorted_names[0]), key_of(sorted_names[n - 1])), lean=True
+    ):
         rows, _ = s3_columns(batch, "", None, ref_head)
-        if not len(rows.key):
+        found = row_names(rows.key)
+        if found.null_count == len(found):
             continue
-        bounds = pc.min_max(rows.key)
-        lo = bisect_left(sorted_refs, ref_head + bounds["min"].as_py())
-        hi = bisect_right(sorted_refs, ref_head + bounds["max"].as_py())
+        bounds = pc.min_max(found)
+        lo = bisect_left(sorted_names, bounds["min"].as_py())
+        hi = bisect_right(sorted_names, bounds["max"].as_py())
         if lo >= hi:
             continue
-        span = refs_of(table.slice(lo, hi - lo)) if refs is None else refs.slice(lo, hi - lo)
-        index = pc.index_in(span, value_set=pc.binary_join_element_wise(ref_head, rows.key, ""))
+        index = pc.index_in(names.slice(lo, hi - lo), value_set=found)
         hit = pc.is_valid(index)
         if not pc.any(hit).as_py():
             continue
@@ -135,19 +157,6 @@ class _Texts:
 
     def __getitem__(self, i: int) -> str:
         return str(self.values[i].as_py())
-
-
-def _in_ref_order(pc: Any, table: Any) -> bool:
-    """True when the table's refs ascend (read a batch at a time)."""
-    last = None
-    for rows in table.to_batches():
-        refs = refs_of(rows)
-        if not len(refs):
-            continue
-        if (last is not None and not last < refs[0].as_py()) or not ascending(pc, refs):
-            return False
-        last = refs[len(refs) - 1].as_py()
-    return True
 
 
 def _array(pa: Any, values: Any) -> Any:

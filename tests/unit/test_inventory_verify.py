@@ -14,6 +14,7 @@ import pytest
 
 import refscan
 from refscan.inventory import matching
+from refscan.inventory.entries import from_entries
 from refscan.manifest import ManifestEntry
 from tests.inventories import S3_CSV_COLUMNS, local_put, write_s3_inventory
 
@@ -68,16 +69,17 @@ def mutated(entry: ManifestEntry, change: int, rng: random.Random) -> ManifestEn
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 @pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("changes", [8, 6], ids=["any-change", "refs-kept"])  # refs-kept: one folder's refs
 def test_unchanged_entries_get_the_report_of_the_per_entry_path(
-    fmt: str, seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fmt: str, seed: int, changes: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rng = random.Random(seed)
     rows = inventory_rows(rng)
     manifest = write_s3_inventory(local_put(tmp_path), "dest", "src", rows, fmt=fmt, columns=S3_CSV_COLUMNS, files=2)
     inventory = str(tmp_path / manifest)
     scanned = refscan.scan("s3://src/d/", inventory=inventory)
-    entries = [mutated(e, rng.randrange(8) if rng.random() < 0.6 else -1, rng) for e in scanned]
-    entries[:2] = [mutated(scanned[0], 1, rng), mutated(scanned[1], 7, rng)]  # one changed, one missing
+    entries = [mutated(e, rng.randrange(changes) if rng.random() < 0.6 else -1, rng) for e in scanned]
+    entries[:2] = [mutated(scanned[0], 1, rng), mutated(scanned[1], 7 if changes == 8 else 0, rng)]
     rng.shuffle(entries)
 
     answered: list[int] = []
@@ -100,7 +102,8 @@ def test_unchanged_entries_get_the_report_of_the_per_entry_path(
     assert 0 < answered[0] < len(entries)  # both paths took part
     assert plain.inventory is not None
     assert plain.inventory["live"] == 0
-    assert {"ok", "changed", "missing"} <= {s for s, n in plain.counts.items() if n}
+    assert {"ok", "changed"} <= {s for s, n in plain.counts.items() if n}
+    assert (matching.single_folder(from_entries(entries).table) is None) == (changes == 8)
 
 
 def test_a_manifest_file_gives_the_report_of_its_entries(tmp_path: Path) -> None:
