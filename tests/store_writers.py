@@ -17,6 +17,13 @@ LOG_ENTRIES = 20_000
 UPSERT_ENTRIES = 500
 
 
+def report(line: str) -> None:
+    """`line` on stdout in one write (also under PYTHONUNBUFFERED, where `print` writes piece by piece and a
+    kill between the pieces would leave half a line)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def log_forever(root: str) -> None:
     store = Store(root)
     n = 0
@@ -26,7 +33,7 @@ def log_forever(root: str) -> None:
             ManifestEntry(path=f"d/{i:05}", digest=f"{n}-{i}", ref=f"s3://b/d/{i:05}", size=i)
             for i in range(LOG_ENTRIES)
         )
-        print("logged", store.log(art), flush=True)
+        report(f"logged {store.log(art)}")
         n += 1
 
 
@@ -40,7 +47,7 @@ def upsert_batches(root: str, worker: int, batches: int) -> None:
         art = Artifact("par", "dataset")
         art.add_entries(ManifestEntry(path=p, digest=p, ref=f"s3://b/{p}") for p in batch_paths(worker, batch))
         store.upsert(art, group="g")
-        print("upserted", batch, flush=True)
+        report(f"upserted {batch}")
 
 
 if __name__ == "__main__":

@@ -107,17 +107,15 @@ def test_parallel_upserts_survive_killed_writers(tmp_path: Path) -> None:
     Store(root).close()
     rng = random.Random(SEED)
     victims = set(rng.sample(range(WRITERS), KILLED))
+    reported: dict[int, list[str]] = {w: [] for w in range(WRITERS)}
     with ExitStack() as stack:
         procs = [stack.enter_context(writer("upsert", str(root), str(w), str(BATCHES))) for w in range(WRITERS)]
-        for w in victims:
-            read_line(procs[w])
-        time.sleep(rng.uniform(0.0, 1.0))
-        for w in victims:
+        for w in sorted(victims):  # killed after a random number of its batches: mid-way, however fast it runs
+            reported[w] += [read_line(procs[w]) for _ in range(rng.randrange(1, BATCHES // 4))]
             procs[w].send_signal(signal.SIGKILL)
-        reported: dict[int, list[str]] = {}
         for w, proc in enumerate(procs):
             out, _ = proc.communicate(timeout=120)
-            reported[w] = out.split("\n")
+            reported[w] += out.split("\n")
             assert proc.returncode == (-signal.SIGKILL if w in victims else 0)
 
     assert integrity(root / "refscan.db") == "ok"
