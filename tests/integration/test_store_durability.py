@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from threading import Thread
 
 import pytest
 
@@ -110,9 +111,18 @@ def test_parallel_upserts_survive_killed_writers(tmp_path: Path) -> None:
     reported: dict[int, list[str]] = {w: [] for w in range(WRITERS)}
     with ExitStack() as stack:
         procs = [stack.enter_context(writer("upsert", str(root), str(w), str(BATCHES))) for w in range(WRITERS)]
-        for w in sorted(victims):  # killed after a random number of its batches: mid-way, however fast it runs
-            reported[w] += [read_line(procs[w]) for _ in range(rng.randrange(1, BATCHES // 4))]
+
+        def kill_after(w: int, batches: int) -> None:
+            reported[w] += [read_line(procs[w]) for _ in range(batches)]
             procs[w].send_signal(signal.SIGKILL)
+
+        # each victim killed right after a random number of its own batches, all watched at once: mid-way
+        # however fast it runs and however the others hold the database meanwhile
+        killers = [Thread(target=kill_after, args=(w, rng.randrange(1, BATCHES // 4))) for w in sorted(victims)]
+        for killer in killers:
+            killer.start()
+        for killer in killers:
+            killer.join(120)
         for w, proc in enumerate(procs):
             out, _ = proc.communicate(timeout=120)
             reported[w] += out.split("\n")
