@@ -443,7 +443,7 @@ async def averify(
     block: ResultBlock | None = None
     async with Session(options) as session, Scanner(session=session) as scanner:
         opened = await scanner.inventory(inventory) if inventory is not None else None
-        if opened is not None and not deep and opened.manifest.kind == "s3":
+        if opened is not None and not deep:
             from .inventory.verifying import settle
 
             block, entries = await settle(opened, source)

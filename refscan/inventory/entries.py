@@ -41,10 +41,78 @@ except ImportError as exc:
         f"verifying against inventories needs msgspec ({exc}): pip install 'refscan[inventory]'"
     ) from exc
 
-#: The `extra` keys of a simple entry (what a folder scan of S3 records), by column name.
-EXTRA_COLUMNS = {"etag": "etag", "versionID": "version", "lastModified": "modified"}
-#: An entry's fields as gathered (`EntryColumns` holds `ref` as `ref_base` and `ref_tail`).
-FIELDS = ("path", "digest", "ref", "size", "etag", "version", "modified")
+#: Bounds of the whole numbers a column holds (int64).
+INT64 = (-(2**63), 2**63 - 1)
+
+
+class _S3Extra(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    etag: str | None = None
+    versionID: str | None = None
+    lastModified: str | None = None
+
+
+Whole = Annotated[int, msgspec.Meta(ge=INT64[0], le=INT64[1])]
+
+
+class _GCSExtra(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    versionID: Whole | None = None
+    md5: str | None = None
+    crc32c: str | None = None
+    metageneration: Whole | None = None
+
+
+class _S3Entry(msgspec.Struct, gc=False):  # other keys of an entry are ignored, as `from_dict` does
+    digest: str
+    ref: str | None = None
+    size: Annotated[int, msgspec.Meta(ge=0, le=MAX_SIZE)] | None = None
+    extra: _S3Extra | None = None
+
+
+class _GCSEntry(msgspec.Struct, gc=False):
+    digest: str
+    ref: str | None = None
+    size: Annotated[int, msgspec.Meta(ge=0, le=MAX_SIZE)] | None = None
+    extra: _GCSExtra | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a folder scan of one store records in `extra`, in its codec's order: each key with its column and
+    whether it is a whole number (else text); entries whose `extra` holds nothing else are *simple*. With the
+    msgspec decoders of such entries and extras."""
+
+    extras: tuple[tuple[str, str, bool], ...]
+    entries: Any  # decodes `{path: entry, ...}`
+    extra_list: Any  # decodes `[extra, ...]`
+    no_extra: Any  # an extra with nothing in it
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(column for _, column, _ in self.extras)
+
+    def fields(self) -> tuple[str, ...]:
+        """What is gathered of an entry (`ref` becomes `ref_base` and `ref_tail` in the table)."""
+        return ("path", "digest", "ref", "size", *self.columns)
+
+
+S3 = Profile(
+    (("etag", "etag", False), ("versionID", "version", False), ("lastModified", "modified", False)),
+    msgspec.json.Decoder(dict[str, _S3Entry]),
+    msgspec.json.Decoder(list[_S3Extra]),
+    _S3Extra(),
+)
+GCS = Profile(
+    (
+        ("versionID", "version", True),
+        ("md5", "md5", False),
+        ("crc32c", "crc32c", False),
+        ("metageneration", "metageneration", True),
+    ),
+    msgspec.json.Decoder(dict[str, _GCSEntry]),
+    msgspec.json.Decoder(list[_GCSExtra]),
+    _GCSExtra(),
+)
+PROFILES = {"s3": S3, "gcs": GCS}
 #: Bytes of the file read at a time; each chunk is about this long.
 BLOCK = 4 << 20
 _CONTENTS = re.compile(rb'\n([ \t]+)"contents": \{')
@@ -60,6 +128,7 @@ class EntryColumns:
     dictionary-encoded; a null `ref_base` is no ref."""
 
     table: Any
+    profile: Profile
     others: list[ManifestEntry] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -79,55 +148,54 @@ def refs_of(table: Any) -> Any:
     return pc.binary_join_element_wise(base, pc.coalesce(table.column("ref_tail"), table.column("path")), "")
 
 
-def entries_of(table: Any) -> list[ManifestEntry]:
-    """The rows of an `EntryColumns` table (or a slice of it) as entry objects."""
+def entries_of(table: Any, profile: Profile) -> list[ManifestEntry]:
+    """The rows of an `EntryColumns` table (or a slice of it) of `profile` as entry objects."""
     out = []
-    names = ("path", "digest", "ref_base", "ref_tail", "size", "etag", "version", "modified", "etag_is_digest")
-    for path, digest, base, tail, size, etag, version, modified, same in zip(
-        *(table.column(name).to_pylist() for name in names), strict=True
+    names = ("path", "digest", "ref_base", "ref_tail", "size", *profile.columns)
+    same = table.column("etag_is_digest").to_pylist() if "etag_is_digest" in table.column_names else None
+    keys = [key for key, _, _ in profile.extras]
+    for i, (path, digest, base, tail, size, *values) in enumerate(
+        zip(*(table.column(name).to_pylist() for name in names), strict=True)
     ):
-        etag = digest if same else etag
-        extra = {k: v for k, v in (("etag", etag), ("versionID", version), ("lastModified", modified)) if v is not None}
+        extra = {key: value for key, value in zip(keys, values, strict=True) if value is not None}
+        if same is not None and same[i]:
+            extra = {"etag": digest, **extra}
         out.append(ManifestEntry(path, digest, ref(base, tail, path), size, extra))
     return out
 
 
-def _gathered() -> dict[str, list[Any]]:
-    """Empty lists to gather `FIELDS` in."""
-    return {name: [] for name in FIELDS}
+def _gathered(profile: Profile) -> dict[str, list[Any]]:
+    """Empty lists to gather the profile's fields in."""
+    return {name: [] for name in profile.fields()}
 
 
-def _table(columns: dict[str, list[Any]]) -> Any:
-    """The gathered `FIELDS` as an `EntryColumns` table. Built in the system allocator: its memory is given
+def _table(columns: dict[str, list[Any]], profile: Profile) -> Any:
+    """The gathered fields as an `EntryColumns` table. Built in the system allocator: its memory is given
     back as soon as it is freed, where Arrow's default pool keeps the builders' freed buffers and grows by a
     chunk's worth each time."""
     pa = pyarrow()
     pc = pa.compute
     pool = pa.system_memory_pool()
 
-    def text(values: list[Any]) -> Any:
-        return pa.array(values, pa.string(), memory_pool=pool)
+    def array(values: list[Any], number: bool = False) -> Any:
+        return pa.array(values, pa.int64() if number else pa.string(), memory_pool=pool)
 
-    arrays = {name: text(columns[name]) for name in ("path", "digest", "ref", "etag", "version", "modified")}
-    same = pc.fill_null(pc.equal(arrays["etag"], arrays["digest"]), False)
-    if pc.all(same).as_py():  # the usual: every etag is the digest
-        arrays["etag"] = pa.nulls(len(same), pa.string())
-    else:
-        arrays["etag"] = text([None if s else e for s, e in zip(same.to_pylist(), columns["etag"], strict=True)])
-    base, tail = _split_refs(pa, columns["path"], columns["ref"], arrays.pop("ref"), arrays["path"])
-    return pa.table(
-        {
-            "path": arrays["path"],
-            "digest": arrays["digest"],
-            "ref_base": base,
-            "ref_tail": tail,
-            "size": pa.array(columns["size"], pa.int64(), memory_pool=pool),
-            "etag": arrays["etag"],
-            "version": arrays["version"],
-            "modified": arrays["modified"],
-            "etag_is_digest": same,
-        }
-    )
+    digest = array(columns["digest"])
+    extras = {column: array(columns[column], number) for _, column, number in profile.extras}
+    same = None
+    if "etag" in extras:  # an etag equal to the digest (the usual) is held once
+        same = pc.fill_null(pc.equal(extras["etag"], digest), False)
+        if pc.all(same).as_py():
+            extras["etag"] = pa.nulls(len(same), pa.string())
+        else:
+            extras["etag"] = array([None if s else e for s, e in zip(same.to_pylist(), columns["etag"], strict=True)])
+    path = array(columns["path"])
+    base, tail = _split_refs(pa, columns["path"], columns["ref"], array(columns["ref"]), path)
+    table = {"path": path, "digest": digest, "ref_base": base, "ref_tail": tail}
+    table |= {"size": array(columns["size"], True), **extras}
+    if same is not None:
+        table["etag_is_digest"] = same
+    return pa.table(table)
 
 
 def _split_refs(pa: Any, paths: list[str], refs: list[str | None], ref: Any, path: Any) -> tuple[Any, Any]:
@@ -156,15 +224,26 @@ def _split_refs(pa: Any, paths: list[str], refs: list[str | None], ref: Any, pat
     return pa.array(bases, pa.string()).dictionary_encode(), pa.array(tails, pa.string())
 
 
-def _add(entries: Iterable[ManifestEntry], columns: dict[str, list[Any]], others: list[ManifestEntry]) -> None:
+def _fits(value: Any, number: bool) -> bool:
+    """Whether `value` is None or what a column of text (`number` False) or whole numbers holds."""
+    if value is None:
+        return True
+    if number:
+        return type(value) is int and INT64[0] <= value <= INT64[1]
+    return type(value) is str
+
+
+def _add(
+    entries: Iterable[ManifestEntry], columns: dict[str, list[Any]], others: list[ManifestEntry], profile: Profile
+) -> None:
     """Each entry into `columns` when it is simple, else into `others`."""
+    kinds = {key: number for key, _, number in profile.extras}
     for e in entries:
         x = e.extra
-        size = e.size
         simple = (
-            x.keys() <= EXTRA_COLUMNS.keys()
-            and all(v is None or type(v) is str for v in x.values())
-            and (size is None or type(size) is int)
+            x.keys() <= kinds.keys()
+            and all(_fits(v, kinds[k]) for k, v in x.items())
+            and _fits(e.size, True)
             and (e.ref is None or type(e.ref) is str)
         )
         if not simple:
@@ -173,12 +252,12 @@ def _add(entries: Iterable[ManifestEntry], columns: dict[str, list[Any]], others
         columns["path"].append(e.path)
         columns["digest"].append(e.digest)
         columns["ref"].append(e.ref)
-        columns["size"].append(size)
-        for key, name in EXTRA_COLUMNS.items():
-            columns[name].append(x.get(key))
+        columns["size"].append(e.size)
+        for key, column, _ in profile.extras:
+            columns[column].append(x.get(key))
 
 
-def from_rows(chunks: Iterable[list[tuple[str, str, str | None, int | None, str]]]) -> EntryColumns:
+def from_rows(chunks: Iterable[list[tuple[str, str, str | None, int | None, str]]], profile: Profile) -> EntryColumns:
     """Entries kept as rows `(path, digest, ref, size, extra JSON)` (a store's), in path order and a chunk at
     a time, as columns: each chunk's extras parsed together, typed; a chunk with an entry that is not simple
     is read entry by entry."""
@@ -187,51 +266,35 @@ def from_rows(chunks: Iterable[list[tuple[str, str, str | None, int | None, str]
     for rows in chunks:
         paths, digests, refs, sizes, extras = (list(c) for c in zip(*rows, strict=True)) if rows else ([],) * 5
         try:
-            typed = _EXTRAS.decode(("[" + ",".join(extras) + "]").encode())
+            typed = profile.extra_list.decode(("[" + ",".join(extras) + "]").encode())
         except msgspec.ValidationError:
-            columns: dict[str, list[Any]] = _gathered()
+            columns: dict[str, list[Any]] = _gathered(profile)
             entries = (ManifestEntry(p, d, r, s, json.loads(x)) for p, d, r, s, x in rows)
-            _add(entries, columns, others)
-            tables.append(_table(columns))
+            _add(entries, columns, others, profile)
+            tables.append(_table(columns, profile))
             continue
         columns = {"path": paths, "digest": digests, "ref": refs, "size": sizes}
-        for key, name in EXTRA_COLUMNS.items():
-            columns[name] = list(map(attrgetter(key), typed))
-        tables.append(_table(columns))
-    found = _columns(tables, others)
+        for key, column, _ in profile.extras:
+            columns[column] = list(map(attrgetter(key), typed))
+        tables.append(_table(columns, profile))
+    found = _columns(tables, others, profile)
     if found is None:
         raise ManifestError("the store holds a path twice in one version")
     return found
 
 
-def from_entries(entries: Iterable[ManifestEntry]) -> EntryColumns:
+def from_entries(entries: Iterable[ManifestEntry], profile: Profile) -> EntryColumns:
     """The entries as columns (the simple ones) and objects (the others)."""
-    columns: dict[str, list[Any]] = _gathered()
+    columns: dict[str, list[Any]] = _gathered(profile)
     others: list[ManifestEntry] = []
-    _add(entries, columns, others)
-    return EntryColumns(_table(columns), others)
+    _add(entries, columns, others, profile)
+    return EntryColumns(_table(columns, profile), profile, others)
 
 
 # -- reading a manifest file in chunks --------------------------------------------------------------------------
 
 
-class _Extra(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    etag: str | None = None
-    versionID: str | None = None
-    lastModified: str | None = None
-
-
-class _Entry(msgspec.Struct, gc=False):  # other keys of an entry are ignored, as `from_dict` does
-    digest: str
-    ref: str | None = None
-    size: Annotated[int, msgspec.Meta(ge=0, le=MAX_SIZE)] | None = None
-    extra: _Extra | None = None
-
-
-_TYPED = msgspec.json.Decoder(dict[str, _Entry])
-_EXTRAS = msgspec.json.Decoder(list[_Extra])
 _GENERIC = msgspec.json.Decoder()
-_NO_EXTRA = _Extra()
 
 
 def _pieces(f: IO[bytes], first: bytes, indent: bytes) -> Iterator[tuple[bytearray, bool]]:
@@ -251,17 +314,17 @@ def _pieces(f: IO[bytes], first: bytes, indent: bytes) -> Iterator[tuple[bytearr
     yield buf, True
 
 
-def read_columns(path: str | os.PathLike[str]) -> EntryColumns | None:
-    """The entries of the manifest file at `path` as columns, or None when the file is not in the layout this
-    reader takes or is not a valid manifest (see the module docstring)."""
+def read_columns(path: str | os.PathLike[str], profile: Profile) -> EntryColumns | None:
+    """The entries of the manifest file at `path` as columns of `profile`, or None when the file is not in
+    the layout this reader takes or is not a valid manifest (see the module docstring)."""
     try:
         with Path(path).open("rb") as f:
-            return _read(f)
+            return _read(f, profile)
     except (OSError, ManifestError):  # `Manifest.load` gives the error it finds first
         return None
 
 
-def _read(f: IO[bytes]) -> EntryColumns | None:
+def _read(f: IO[bytes], profile: Profile) -> EntryColumns | None:
     """`read_columns` of the open file `f`."""
     head = f.read(max(BLOCK, 1 << 16))  # the text before `contents`: a few hundred bytes
     found = _CONTENTS.search(head)
@@ -270,7 +333,7 @@ def _read(f: IO[bytes]) -> EntryColumns | None:
     opening = head[found.end() :]
     outer = found.group(1)
     if opening.lstrip().startswith(b"}"):  # an empty contents
-        return _checked(head[: found.end()], opening + f.read(), [], [])
+        return _checked(head[: found.end()], opening + f.read(), [], [], profile)
     indent = re.match(rb"\n([ \t]*)", opening)
     if indent is None:
         return None
@@ -283,9 +346,9 @@ def _read(f: IO[bytes]) -> EntryColumns | None:
         # `contents` closes in the last piece (when a later piece holds the closing line, the entries
         # parsed with it do not parse and the file is left to `Manifest.load`)
         body, tail = _split_last(piece, outer) if last else (piece, None)
-        if not _parse_piece(body, member, tables, others, more=not last):
+        if not _parse_piece(body, member, tables, others, profile, more=not last):
             return None
-    return _checked(head[: found.end()], tail, tables, others) if tail is not None else None
+    return _checked(head[: found.end()], tail, tables, others, profile) if tail is not None else None
 
 
 def _split_last(piece: bytearray, outer: bytes) -> tuple[bytearray, bytes | None]:
@@ -300,7 +363,7 @@ def _split_last(piece: bytearray, outer: bytes) -> tuple[bytearray, bytes | None
 
 
 def _parse_piece(
-    piece: bytearray, member: bytes, tables: list[Any], others: list[ManifestEntry], *, more: bool
+    piece: bytearray, member: bytes, tables: list[Any], others: list[ManifestEntry], profile: Profile, *, more: bool
 ) -> bool:
     """Add the entries of `piece` (`{` then entries separated by commas, and followed by one when `more` come
     after) to `tables` (one more table) / `others`; False when the text does not parse as exactly as many
@@ -319,7 +382,7 @@ def _parse_piece(
         text = memoryview(piece)
     lines = piece.count(b"\n" + member + b'"', 0, end)
     try:
-        entries = _TYPED.decode(text)
+        entries = profile.entries.decode(text)
     except msgspec.ValidationError:
         try:
             values = _GENERIC.decode(text)
@@ -327,9 +390,9 @@ def _parse_piece(
             return False
         if not isinstance(values, dict) or len(values) != lines:
             return False
-        columns: dict[str, list[Any]] = _gathered()
-        _add((ManifestEntry.from_dict(p, v, copy=False) for p, v in values.items()), columns, others)
-        tables.append(_table(columns))
+        columns: dict[str, list[Any]] = _gathered(profile)
+        _add((ManifestEntry.from_dict(p, v, copy=False) for p, v in values.items()), columns, others, profile)
+        tables.append(_table(columns, profile))
         return True
     except msgspec.DecodeError:
         return False
@@ -343,14 +406,16 @@ def _parse_piece(
     }
     extras = list(map(attrgetter("extra"), values))
     if None in extras:
-        extras = [x if x is not None else _NO_EXTRA for x in extras]
-    for key, name in EXTRA_COLUMNS.items():
-        columns[name] = list(map(attrgetter(key), extras))
-    tables.append(_table(columns))
+        extras = [x if x is not None else profile.no_extra for x in extras]
+    for key, column, _ in profile.extras:
+        columns[column] = list(map(attrgetter(key), extras))
+    tables.append(_table(columns, profile))
     return True
 
 
-def _checked(head: bytes, tail: bytes, tables: list[Any], others: list[ManifestEntry]) -> EntryColumns | None:
+def _checked(
+    head: bytes, tail: bytes, tables: list[Any], others: list[ManifestEntry], profile: Profile
+) -> EntryColumns | None:
     """The entries found, when the text around `contents` (`head` up to its `{`, `tail` from its `}`) makes a
     valid manifest with those contents and no path is given twice."""
     from ..manifest import _parse
@@ -362,14 +427,14 @@ def _checked(head: bytes, tail: bytes, tables: list[Any], others: list[ManifestE
     if not isinstance(doc, dict) or doc.get("contents") != {}:
         return None
     Manifest.from_dict(doc)  # the version and the shape of the document
-    return _columns(tables, others)
+    return _columns(tables, others, profile)
 
 
-def _columns(tables: list[Any], others: list[ManifestEntry]) -> EntryColumns | None:
+def _columns(tables: list[Any], others: list[ManifestEntry], profile: Profile) -> EntryColumns | None:
     """The tables and entries as `EntryColumns` (in path order); None when a path is given twice."""
     pa = pyarrow()
     pc = pa.compute
-    table = pa.concat_tables([_table(_gathered()), *tables])
+    table = pa.concat_tables([_table(_gathered(profile), profile), *tables])
     if not ascending(pc, table.column("path")):
         table = table.take(pc.sort_indices(table, [("path", "ascending")]))
         if not ascending(pc, table.column("path")):
@@ -377,7 +442,7 @@ def _columns(tables: list[Any], others: list[ManifestEntry]) -> EntryColumns | N
     paths = [e.path for e in others]
     if len(set(paths)) < len(paths) or pc.any(pc.is_in(table.column("path"), pa.array(paths, pa.string()))).as_py():
         return None
-    return EntryColumns(table, sorted(others, key=lambda e: e.path))
+    return EntryColumns(table, profile, sorted(others, key=lambda e: e.path))
 
 
 def ascending(pc: Any, values: Any) -> bool:

@@ -19,8 +19,8 @@ from bisect import bisect_left, bisect_right
 from typing import TYPE_CHECKING, Any
 
 from ..arrow import pyarrow
-from .columns import s3_columns
-from .entries import ascending, refs_of
+from .columns import gcs_columns, s3_columns
+from .entries import EntryColumns, ascending, refs_of
 
 if TYPE_CHECKING:
     from .source import Inventory
@@ -38,15 +38,18 @@ def single_folder(table: Any) -> str | None:
 
 def candidates(table: Any, ref_head: str, created: str, folder: str | None) -> Any:
     """A mask of the rows of `table` (an `EntryColumns` table) that may be unchanged: ref under `ref_head`
-    with no `?`, digest = etag, a size, not modified after the inventory was taken (`created`). `folder`:
-    the `single_folder` of the table, which must be under `ref_head` and hold no `?` (the refs are then not
-    built)."""
+    with no `?`, a size, and for S3 entries digest = etag and not modified after the inventory was taken
+    (`created`). `folder`: the `single_folder` of the table, which must be under `ref_head` and hold no `?`
+    (the refs are then not built)."""
     pa = pyarrow()
     pc = pa.compute
     masks = []
     for rows in table.to_batches():
-        mask = pc.and_(rows.column("etag_is_digest"), pc.is_valid(rows.column("size")))
-        mask = pc.and_(mask, pc.fill_null(pc.less_equal(rows.column("modified"), created), True))
+        mask = pc.is_valid(rows.column("size"))
+        if "etag_is_digest" in rows.schema.names:
+            mask = pc.and_(mask, rows.column("etag_is_digest"))
+        if "modified" in rows.schema.names:
+            mask = pc.and_(mask, pc.fill_null(pc.less_equal(rows.column("modified"), created), True))
         text = rows.column("path") if folder is not None else refs_of(rows)
         if folder is None:
             mask = pc.and_(mask, pc.fill_null(pc.starts_with(text, ref_head), False))
@@ -70,14 +73,16 @@ def _rows_at(pc: Any, table: Any, span: Any, hit: Any) -> Any:
     return table.take(span.filter(hit))
 
 
-async def unchanged(inventory: Inventory, table: Any) -> Any:
-    """A boolean Arrow array over the rows of `table` (an `EntryColumns` table): true for the entries that
-    record what a scan of the (S3) `inventory` records now and were not modified after it was taken.
+async def unchanged(inventory: Inventory, entries: EntryColumns) -> Any:
+    """A boolean Arrow array over the rows of `entries.table`: true for the entries that record what a scan of
+    the `inventory` records now (and, for S3, were not modified after it was taken).
 
     Entries and rows meet by name: for one folder scan's entries (`single_folder`) the entries' paths and the
     rows' keys below that folder, else the entries' refs and the rows' refs."""
     pa = pyarrow()
     pc = pa.compute
+    table = entries.table
+    columns_of = s3_columns if inventory.manifest.kind == "s3" else gcs_columns
     ref_head = f"{inventory.manifest.scheme}://{inventory.manifest.bucket}/"
     folder = single_folder(table)
     if folder is not None and not (folder.startswith(ref_head) and "?" not in folder):
@@ -113,11 +118,12 @@ async def unchanged(inventory: Inventory, table: Any) -> Any:
     if not n:
         return _false(pa, table.num_rows)
     settled = _false(pa, n)  # by name
-    columns = table.select(["digest", "size", "version", "modified"])
+    compared = [(column, key) for key, column, _ in entries.profile.extras if key != "etag"]  # etag: the digest
+    columns = table.select(["digest", "size", *(column for column, _ in compared)])
     async for batch in inventory.current_rows(
         between=(key_of(sorted_names[0]), key_of(sorted_names[n - 1])), lean=True
     ):
-        rows, _ = s3_columns(batch, "", None, ref_head)
+        rows, _ = columns_of(batch, "", None, ref_head)
         found = row_names(rows.key)
         if found.null_count == len(found):
             continue
@@ -132,13 +138,13 @@ async def unchanged(inventory: Inventory, table: Any) -> Any:
             continue
         row = index.filter(hit)
         if positions is None:
-            entries = columns.slice(lo, hi - lo).filter(hit)
+            found_entries = columns.slice(lo, hi - lo).filter(hit)
         else:
-            entries = _rows_at(pc, columns, positions.slice(lo, hi - lo), hit)
-        same = pc.equal(entries.column("digest"), rows.digest.take(row))
-        same = pc.and_(same, pc.equal(entries.column("size"), rows.size.take(row)))
-        same = pc.and_(same, _same(pc, entries.column("version"), rows.values("versionID").take(row)))
-        same = pc.and_(same, _same(pc, entries.column("modified"), rows.values("lastModified").take(row)))
+            found_entries = _rows_at(pc, columns, positions.slice(lo, hi - lo), hit)
+        same = pc.equal(found_entries.column("digest"), rows.digest.take(row))
+        same = pc.and_(same, pc.equal(found_entries.column("size"), rows.size.take(row)))
+        for column, key in compared:
+            same = pc.and_(same, _same(pc, found_entries.column(column), rows.values(key).take(row)))
         in_span = pc.replace_with_mask(_false(pa, hi - lo), _array(pa, hit), _array(pa, pc.fill_null(same, False)))
         settled = pc.or_(settled, pa.concat_arrays([_false(pa, lo), in_span, _false(pa, n - hi)]))
     if order is not None:  # back to the candidates' own order

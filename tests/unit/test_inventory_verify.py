@@ -14,9 +14,9 @@ import pytest
 
 import refscan
 from refscan.inventory import matching
-from refscan.inventory.entries import from_entries
+from refscan.inventory.entries import S3, from_entries
 from refscan.manifest import ManifestEntry
-from tests.inventories import S3_CSV_COLUMNS, local_put, write_s3_inventory
+from tests.inventories import S3_CSV_COLUMNS, local_put, write_gcs_report, write_s3_inventory
 
 HEX = "0123456789abcdef"
 
@@ -93,8 +93,8 @@ def test_unchanged_entries_get_the_report_of_the_per_entry_path(
     monkeypatch.setattr(matching, "unchanged", counted)
     fast = refscan.verify(entries, inventory=inventory)
 
-    async def nothing(inventory: Any, table: Any) -> Any:
-        return pa.array([False] * table.num_rows)
+    async def nothing(inventory: Any, entries: Any) -> Any:
+        return pa.array([False] * entries.table.num_rows)
 
     monkeypatch.setattr(matching, "unchanged", nothing)
     plain = refscan.verify(entries, inventory=inventory)
@@ -103,7 +103,7 @@ def test_unchanged_entries_get_the_report_of_the_per_entry_path(
     assert plain.inventory is not None
     assert plain.inventory["live"] == 0
     assert {"ok", "changed"} <= {s for s, n in plain.counts.items() if n}
-    assert (matching.single_folder(from_entries(entries).table) is None) == (changes == 8)
+    assert (matching.single_folder(from_entries(entries, S3).table) is None) == (changes == 8)
 
 
 def test_a_manifest_file_gives_the_report_of_its_entries(tmp_path: Path) -> None:
@@ -155,3 +155,71 @@ def test_a_store_version_is_verified_from_its_rows(tmp_path: Path, monkeypatch: 
     assert from_rows.counts["ok"] > 0
     with pytest.raises(refscan.NotFound):
         refscan.verify(StoredVersion(store, "d:v9"), inventory=inventory)
+
+
+def gcs_mutated(entry: ManifestEntry, change: int) -> ManifestEntry:
+    """The GCS entry, or a copy with another digest, size, md5, crc32c or metageneration (same object and
+    generation: the report still vouches for it)."""
+    extra = dict(entry.extra)
+    digest, size = entry.digest, entry.size
+    if change == 0:
+        digest = "CHANGED"
+    elif change == 1:
+        size = (size or 0) + 1
+    elif change == 2:
+        extra["md5"] = "bm90IHRoZSBtZDU="
+    elif change == 3:
+        extra.pop("crc32c", None)
+    elif change == 4:
+        extra["metageneration"] = int(extra.get("metageneration", 1)) + 1
+    return ManifestEntry(entry.path, digest, entry.ref, size, extra)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+@pytest.mark.parametrize("seed", range(3))
+def test_gcs_report_entries_get_the_report_of_the_per_entry_path(
+    fmt: str, seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")  # nothing is looked up live
+    rng = random.Random(seed)
+    items = [
+        {
+            "bucket": "src",
+            "name": f"d/k{i}" if i % 7 else f"d/sub dir/ü{i}",
+            "size": str(rng.randrange(0, 9)),
+            "etag": f"CJ{i}",
+            "generation": str(1_700_000_000_000_000 + i),
+            "md5Hash": "1B2M2Y8AsgTpgAmY7PhCfg==" if i % 3 else "",
+            "crc32c": "AAAAAA==",
+            "metageneration": str(1 + i % 2),
+        }
+        for i in range(40)
+    ]
+    manifest = write_gcs_report(local_put(tmp_path), "src", items, fmt=fmt)
+    inventory = str(tmp_path / manifest)
+    scanned = refscan.scan("gs://src/d/", inventory=inventory)
+    assert len(scanned) == len(items)
+    entries = [gcs_mutated(e, rng.randrange(5) if rng.random() < 0.5 else -1) for e in scanned]
+    answered: list[int] = []
+    real = matching.unchanged
+
+    async def counted(*args: Any) -> Any:
+        found = await real(*args)
+        answered.append(sum(found.to_pylist()))
+        return found
+
+    monkeypatch.setattr(matching, "unchanged", counted)
+    path = tmp_path / "entries.json"
+    refscan.Manifest(entries).dump(path)
+    fast = refscan.verify(str(path), inventory=inventory)
+
+    async def nothing(inventory: Any, entries: Any) -> Any:
+        return pa.array([False] * entries.table.num_rows)
+
+    monkeypatch.setattr(matching, "unchanged", nothing)
+    plain = refscan.verify(entries, inventory=inventory)
+    assert fast.to_dict() == plain.to_dict()
+    assert 0 < answered[0] < len(entries)
+    assert plain.inventory is not None
+    assert plain.inventory["live"] == 0
+    assert {"ok", "changed"} <= {s for s, n in plain.counts.items() if n}

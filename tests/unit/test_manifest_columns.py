@@ -13,14 +13,16 @@ from hypothesis import strategies as st
 
 from refscan.errors import ManifestError
 from refscan.inventory import entries as columns_module
-from refscan.inventory.entries import entries_of, from_entries, read_columns
+from refscan.inventory.entries import GCS, S3, entries_of, from_entries, read_columns
 from refscan.manifest import Manifest, ManifestEntry
 from tests.unit.test_fuzz_inputs import MANIFEST
 
 text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=12)
 extra_value = st.one_of(st.none(), text, st.integers(0, 10), st.booleans())
 extra = st.dictionaries(
-    st.sampled_from(["etag", "versionID", "lastModified", "contentMD5", "sse"]), extra_value, max_size=4
+    st.sampled_from(["etag", "versionID", "lastModified", "md5", "crc32c", "metageneration", "contentMD5", "sse"]),
+    st.one_of(extra_value, st.integers(-(2**64), 2**64)),
+    max_size=4,
 )
 entry = st.builds(
     lambda path, digest, ref, size, x: ManifestEntry(path, digest, ref, size, x),
@@ -36,12 +38,12 @@ def canonical(entries: list[ManifestEntry]) -> list[dict[str, Any]]:
     return [{"path": e.path, **e.to_dict()} for e in sorted(entries, key=lambda e: e.path)]
 
 
-def read_back(path: Path) -> list[dict[str, Any]] | None:
-    found = read_columns(path)
+def read_back(path: Path, profile: Any = S3) -> list[dict[str, Any]] | None:
+    found = read_columns(path, profile)
     if found is None:
         return None
     assert len(found) == found.table.num_rows + len(found.others)
-    return canonical(entries_of(found.table) + found.others)
+    return canonical(entries_of(found.table, profile) + found.others)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -49,22 +51,31 @@ def read_back(path: Path) -> list[dict[str, Any]] | None:
     entries=st.lists(entry, max_size=40, unique_by=lambda e: e.path),
     indent=st.sampled_from([1, 2, 4]),
     tiny_blocks=st.booleans(),
+    profile=st.sampled_from([S3, GCS]),
 )
 def test_chunked_reading_equals_manifest_load(
-    entries: list[ManifestEntry], indent: int, tiny_blocks: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    entries: list[ManifestEntry],
+    indent: int,
+    tiny_blocks: bool,
+    profile: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(columns_module, "BLOCK", 40 if tiny_blocks else 4 << 20)
     manifest = Manifest(entries)
     path = tmp_path / "m.json"
     path.write_text(json.dumps(manifest.to_dict(), indent=indent, ensure_ascii=False))
-    assert read_back(path) == canonical(list(Manifest.load(path)))
+    assert read_back(path, profile) == canonical(list(Manifest.load(path)))
+    assert canonical(
+        entries_of(from_entries(entries, profile).table, profile) + from_entries(entries, profile).others
+    ) == canonical(entries)
 
 
 def test_entry_objects_split_the_same_way_as_the_file() -> None:
     simple = ManifestEntry("a", "e1", "s3://b/a", 1, {"etag": "e1", "lastModified": "2024-01-01T00:00:00Z"})
     other = ManifestEntry("b", "e2", "s3://b/b", 2, {"etag": "e2", "sse": "aws:kms"})
-    found = from_entries([simple, other])
-    assert entries_of(found.table) == [simple]
+    found = from_entries([simple, other], S3)
+    assert entries_of(found.table, S3) == [simple]
     assert found.others == [other]
     assert found.table.column("etag_is_digest").to_pylist() == [True]  # the etag equal to the digest: held once
     assert found.table.column("etag").to_pylist() == [None]
@@ -83,7 +94,7 @@ def test_a_path_given_twice_is_left_to_manifest_load(tmp_path: Path, monkeypatch
     body = f'{{\n  "version": 1,\n  "contents": {{\n    "a": {ENTRY},\n    "b": {ENTRY},\n    "a": {ENTRY}\n  }}\n}}'
     for block in (4 << 20, 30):  # the two in one chunk, and in different chunks
         monkeypatch.setattr(columns_module, "BLOCK", block)
-        assert read_columns(write(tmp_path, body)) is None
+        assert read_columns(write(tmp_path, body), S3) is None
     with pytest.raises(ManifestError, match="twice"):
         Manifest.load(tmp_path / "m.json")
 
@@ -114,7 +125,7 @@ def test_other_layouts_give_none_or_the_same_entries(body: str, tmp_path: Path) 
 
 def test_a_wrong_type_is_left_to_manifest_load(tmp_path: Path) -> None:
     path = write(tmp_path, '{\n  "contents": {\n    "a": {\n      "digest": "d",\n      "size": "9"\n    }\n  }\n}')
-    assert read_columns(path) is None
+    assert read_columns(path, S3) is None
     with pytest.raises(ManifestError, match="size must be a non-negative integer"):
         Manifest.load(path)
 
@@ -122,7 +133,7 @@ def test_a_wrong_type_is_left_to_manifest_load(tmp_path: Path) -> None:
 def test_an_empty_manifest(tmp_path: Path) -> None:
     path = tmp_path / "m.json"
     Manifest().dump(path)
-    found = read_columns(path)
+    found = read_columns(path, S3)
     assert found is not None
     assert len(found) == 0
 
