@@ -14,6 +14,7 @@ import csv
 import gzip
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote_plus
@@ -141,6 +142,30 @@ def iso_seconds(pa: Any, times: Any) -> Any:
     return pc.binary_join_element_wise(pc.replace_substring(text, " ", "T", max_replacements=1), "Z", "")
 
 
+@dataclass(frozen=True)
+class _Read:
+    """One `read_batches` call: the data file, what selects its rows, the batch size, the row count to add
+    to."""
+
+    path: Path
+    manifest: InventoryManifest
+    where: str
+    prefix: str | None
+    keys: Any
+    between: tuple[str, str] | None
+    stats: dict[str, int] | None
+    batch_rows: int
+
+    def key_filter(self, pa: Any, field: Any) -> Any:
+        """`_key_filter` of the key column `field` for this read's selection."""
+        return _key_filter(pa, field, self.prefix, self.keys, self.between)
+
+    def count(self, rows: int) -> None:
+        """Add `rows` to `stats["rows"]`."""
+        if self.stats is not None:
+            self.stats["rows"] = self.stats.get("rows", 0) + rows
+
+
 def read_batches(
     path: Path,
     manifest: InventoryManifest,
@@ -159,13 +184,10 @@ def read_batches(
     pa = pyarrow()
     if keys is not None and not isinstance(keys, pa.Array):
         keys = pa.array(keys, pa.string())
+    read = _Read(path, manifest, where, prefix, keys, between, stats, batch_rows)
+    readers = {"csv": _csv_batches, "parquet": _parquet_batches}
     try:
-        if manifest.format == "csv":
-            yield from _csv_batches(pa, path, manifest, where, prefix, keys, between, stats, batch_rows)
-        elif manifest.format == "parquet":
-            yield from _parquet_batches(pa, path, manifest, where, prefix, keys, between, stats, batch_rows)
-        else:
-            yield from _orc_batches(pa, path, manifest, where, prefix, keys, between, stats, batch_rows)
+        yield from readers.get(manifest.format, _orc_batches)(pa, read)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError, EOFError) as exc:
         raise InvalidInventory(f"{where}: cannot read the {manifest.format} data file ({exc})") from None
 
@@ -198,25 +220,14 @@ def available_columns(path: Path, manifest: InventoryManifest, where: str) -> se
     return set(column_map(manifest, names, where))
 
 
-def _orc_batches(
-    pa: Any,
-    path: Path,
-    manifest: InventoryManifest,
-    where: str,
-    prefix: str | None,
-    keys: Any,
-    between: tuple[str, str] | None,
-    stats: dict[str, int] | None,
-    batch_rows: int,
-) -> Iterator[Any]:
-    dataset = pa.dataset.dataset(str(path), format=manifest.format)
-    columns = column_map(manifest, dataset.schema.names, where)
-    if stats is not None:
-        stats["rows"] = stats.get("rows", 0) + dataset.count_rows()
+def _orc_batches(pa: Any, read: _Read) -> Iterator[Any]:
+    dataset = pa.dataset.dataset(str(read.path), format=read.manifest.format)
+    columns = column_map(read.manifest, dataset.schema.names, read.where)
+    read.count(dataset.count_rows())
     scanner = dataset.scanner(
         columns=list(columns.values()),
-        filter=_key_filter(pa, pa.dataset.field(columns[KEY]), prefix, keys, between),
-        batch_size=batch_rows,
+        filter=read.key_filter(pa, pa.dataset.field(columns[KEY])),
+        batch_size=read.batch_rows,
         batch_readahead=2,
         fragment_readahead=1,
     )
@@ -225,36 +236,25 @@ def _orc_batches(
             yield _canonical(pa, batch, columns)
 
 
-def _parquet_batches(
-    pa: Any,
-    path: Path,
-    manifest: InventoryManifest,
-    where: str,
-    prefix: str | None,
-    keys: Any,
-    between: tuple[str, str] | None,
-    stats: dict[str, int] | None,
-    batch_rows: int,
-) -> Iterator[Any]:
+def _parquet_batches(pa: Any, read: _Read) -> Iterator[Any]:
     """Parquet row groups whose Key statistics may hold a selected key, read in the calling thread and
     filtered exactly (Arrow's dataset scanner prunes the same way, but its thread pools cost more wall time
     than the reading itself on a busy machine)."""
     import pyarrow.parquet as pq
 
-    file = pq.ParquetFile(str(path))
-    columns = column_map(manifest, file.schema_arrow.names, where)
-    if stats is not None:
-        stats["rows"] = stats.get("rows", 0) + file.metadata.num_rows
-    low, high = _key_bounds(prefix, keys, between)
+    file = pq.ParquetFile(str(read.path))
+    columns = column_map(read.manifest, file.schema_arrow.names, read.where)
+    read.count(file.metadata.num_rows)
+    low, high = _key_bounds(read.prefix, read.keys, read.between)
     index = file.schema_arrow.get_field_index(columns[KEY])
-    key_filter = _key_filter(pa, pa.compute.field(columns[KEY]), prefix, keys, between)
+    key_filter = read.key_filter(pa, pa.compute.field(columns[KEY]))
     for group in range(file.num_row_groups):
         held = _held(file.metadata.row_group(group).column(index), low, high)
         if held == "none":
             continue
         # a group wholly inside the prefix and range holds only selected keys: no filter to apply
-        exact = held == "all" and keys is None
-        for batch in file.iter_batches(batch_size=batch_rows, row_groups=[group], columns=list(columns.values())):
+        exact = held == "all" and read.keys is None
+        for batch in file.iter_batches(batch_size=read.batch_rows, row_groups=[group], columns=list(columns.values())):
             rows = batch if exact or key_filter is None else batch.filter(key_filter)
             if rows.num_rows:
                 yield _canonical(pa, rows, columns)
@@ -292,34 +292,25 @@ def _held(column: Any, low: str | None, high: str | None) -> str:
     return "some"
 
 
-def _csv_batches(
-    pa: Any,
-    path: Path,
-    manifest: InventoryManifest,
-    where: str,
-    prefix: str | None,
-    keys: Any,
-    between: tuple[str, str] | None,
-    stats: dict[str, int] | None,
-    batch_rows: int,
-) -> Iterator[Any]:
-    gzipped = _gzipped(path)
-    stream = pa.CompressedInputStream(pa.OSFile(str(path)), "gzip") if gzipped else pa.OSFile(str(path))
-    header = manifest.columns is None  # GCS reports carry a header; S3 lists the columns in the manifest
-    names = list(manifest.columns or _csv_header(path))
-    columns = column_map(manifest, names, where)
+def _csv_batches(pa: Any, read: _Read) -> Iterator[Any]:
+    gzipped = _gzipped(read.path)
+    stream = pa.CompressedInputStream(pa.OSFile(str(read.path)), "gzip") if gzipped else pa.OSFile(str(read.path))
+    header = read.manifest.columns is None  # GCS reports carry a header; S3 lists the columns in the manifest
+    names = list(read.manifest.columns or _csv_header(read.path))
+    columns = column_map(read.manifest, names, read.where)
     types = {src: _csv_type(pa, canonical) for canonical, src in columns.items()}
     reader = pa.csv.open_csv(
         stream,
-        read_options=pa.csv.ReadOptions(column_names=names, skip_rows=1 if header else 0, block_size=batch_rows * 64),
+        read_options=pa.csv.ReadOptions(
+            column_names=names, skip_rows=1 if header else 0, block_size=read.batch_rows * 64
+        ),
         convert_options=pa.csv.ConvertOptions(column_types=types, include_columns=list(columns.values())),
     )
-    url_encoded = manifest.kind == "s3"
-    key_filter = _key_filter(pa, pa.compute.field(KEY), prefix, keys, between)
+    url_encoded = read.manifest.kind == "s3"
+    key_filter = read.key_filter(pa, pa.compute.field(KEY))
     with reader:
         for batch in reader:
-            if stats is not None:
-                stats["rows"] = stats.get("rows", 0) + batch.num_rows
+            read.count(batch.num_rows)
             rows = _canonical(pa, batch, columns)
             if url_encoded:
                 decoded = [unquote_plus(k) if "%" in k or "+" in k else k for k in rows.column(KEY).to_pylist()]
