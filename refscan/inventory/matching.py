@@ -36,25 +36,20 @@ def single_folder(table: Any) -> str | None:
     return folders.pop() if len(folders) == 1 else None
 
 
-def candidates(table: Any, ref_head: str, created: str, folder: str | None) -> Any:
+def candidates(table: Any, names: Any, ref_head: str, created: str, *, under_head: bool) -> Any:
     """A mask of the rows of `table` (an `EntryColumns` table) that may be unchanged: ref under `ref_head`
-    with no `?`, a size, and for S3 entries digest = etag and not modified after the inventory was taken
-    (`created`). `folder`: the `single_folder` of the table, which must be under `ref_head` and hold no `?`
-    (the refs are then not built)."""
-    pa = pyarrow()
-    pc = pa.compute
-    masks = []
-    for rows in table.to_batches():
-        mask = pc.is_valid(rows.column("size"))
-        if "etag_is_digest" in rows.schema.names:
-            mask = pc.and_(mask, rows.column("etag_is_digest"))
-        if "modified" in rows.schema.names:
-            mask = pc.and_(mask, pc.fill_null(pc.less_equal(rows.column("modified"), created), True))
-        text = rows.column("path") if folder is not None else refs_of(rows)
-        if folder is None:
-            mask = pc.and_(mask, pc.fill_null(pc.starts_with(text, ref_head), False))
-        masks.append(pc.and_(mask, pc.invert(pc.fill_null(pc.match_substring(text, "?"), True))))
-    return pa.chunked_array(masks, pa.bool_())
+    (known of every row when `under_head`) with no `?` in `names` (the refs, or the paths below one folder
+    known to hold none), a size, and for S3 entries digest = etag and not modified after the inventory was
+    taken (`created`)."""
+    pc = pyarrow().compute
+    mask = pc.is_valid(table.column("size"))
+    if "etag_is_digest" in table.column_names:
+        mask = pc.and_(mask, table.column("etag_is_digest"))
+    if "modified" in table.column_names:
+        mask = pc.and_(mask, pc.fill_null(pc.less_equal(table.column("modified"), created), True))
+    if not under_head:
+        mask = pc.and_(mask, pc.fill_null(pc.starts_with(names, ref_head), False))
+    return pc.and_(mask, pc.invert(pc.fill_null(pc.match_substring(names, "?"), True)))
 
 
 def _same(pc: Any, a: Any, b: Any) -> Any:
@@ -87,12 +82,13 @@ async def unchanged(inventory: Inventory, entries: EntryColumns) -> Any:
     folder = single_folder(table)
     if folder is not None and not (folder.startswith(ref_head) and "?" not in folder):
         folder = None
-    chosen = candidates(table, ref_head, inventory.created, folder)
+    names = table.column("path") if folder is not None else refs_of(table)  # each row's name
+    chosen = candidates(table, names, ref_head, inventory.created, under_head=folder is not None)
     order = None
     if folder is not None:  # ascending: the table is in path order
         prefix = folder[len(ref_head) :]
         every = pc.all(chosen).as_py()
-        names = table.column("path") if every else table.column("path").filter(chosen)
+        names = names if every else names.filter(chosen)
         positions = None if every else pc.indices_nonzero(chosen)
 
         def row_names(keys: Any) -> Any:
@@ -102,7 +98,7 @@ async def unchanged(inventory: Inventory, entries: EntryColumns) -> Any:
         def key_of(name: str) -> str:
             return prefix + name
     else:
-        names, positions = refs_of(table.filter(chosen)).combine_chunks(), pc.indices_nonzero(chosen)
+        names, positions = names.filter(chosen).combine_chunks(), pc.indices_nonzero(chosen)
         if not ascending(pc, names):  # entries not in key order: match them sorted
             order = pc.sort_indices(names)
             names, positions = names.take(order), positions.take(order)
