@@ -67,6 +67,29 @@ def mutated(entry: ManifestEntry, change: int, rng: random.Random) -> ManifestEn
     return ManifestEntry(entry.path, digest, ref, size, extra)
 
 
+def bulk_and_plain(
+    source: Any, entries: list[ManifestEntry], inventory: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Any, Any, int]:
+    """`verify` of `source` with the bulk step, how many entries that step answered, and `verify` of the same
+    `entries` with the bulk step answering none (every entry through the per-entry path)."""
+    answered: list[int] = []
+    real = matching.unchanged
+
+    async def counted(*args: Any) -> Any:
+        found = await real(*args)
+        answered.append(sum(found.to_pylist()))
+        return found
+
+    monkeypatch.setattr(matching, "unchanged", counted)
+    fast = refscan.verify(source, inventory=inventory)
+
+    async def nothing(inventory: Any, entries: Any) -> Any:
+        return pa.array([False] * entries.table.num_rows)
+
+    monkeypatch.setattr(matching, "unchanged", nothing)
+    return fast, refscan.verify(entries, inventory=inventory), answered[0]
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("changes", [8, 6], ids=["any-change", "refs-kept"])  # refs-kept: one folder's refs
@@ -82,24 +105,9 @@ def test_unchanged_entries_get_the_report_of_the_per_entry_path(
     entries[:2] = [mutated(scanned[0], 1, rng), mutated(scanned[1], 7 if changes == 8 else 0, rng)]
     rng.shuffle(entries)
 
-    answered: list[int] = []
-    real = matching.unchanged
-
-    async def counted(*args: Any) -> Any:
-        found = await real(*args)
-        answered.append(sum(found.to_pylist()))
-        return found
-
-    monkeypatch.setattr(matching, "unchanged", counted)
-    fast = refscan.verify(entries, inventory=inventory)
-
-    async def nothing(inventory: Any, entries: Any) -> Any:
-        return pa.array([False] * entries.table.num_rows)
-
-    monkeypatch.setattr(matching, "unchanged", nothing)
-    plain = refscan.verify(entries, inventory=inventory)
+    fast, plain, answered = bulk_and_plain(entries, entries, inventory, monkeypatch)
     assert fast.to_dict() == plain.to_dict()
-    assert 0 < answered[0] < len(entries)  # both paths took part
+    assert 0 < answered < len(entries)  # both paths took part
     assert plain.inventory is not None
     assert plain.inventory["live"] == 0
     assert {"ok", "changed"} <= {s for s, n in plain.counts.items() if n}
@@ -200,26 +208,11 @@ def test_gcs_report_entries_get_the_report_of_the_per_entry_path(
     scanned = refscan.scan("gs://src/d/", inventory=inventory)
     assert len(scanned) == len(items)
     entries = [gcs_mutated(e, rng.randrange(5) if rng.random() < 0.5 else -1) for e in scanned]
-    answered: list[int] = []
-    real = matching.unchanged
-
-    async def counted(*args: Any) -> Any:
-        found = await real(*args)
-        answered.append(sum(found.to_pylist()))
-        return found
-
-    monkeypatch.setattr(matching, "unchanged", counted)
     path = tmp_path / "entries.json"
     refscan.Manifest(entries).dump(path)
-    fast = refscan.verify(str(path), inventory=inventory)
-
-    async def nothing(inventory: Any, entries: Any) -> Any:
-        return pa.array([False] * entries.table.num_rows)
-
-    monkeypatch.setattr(matching, "unchanged", nothing)
-    plain = refscan.verify(entries, inventory=inventory)
+    fast, plain, answered = bulk_and_plain(str(path), entries, inventory, monkeypatch)
     assert fast.to_dict() == plain.to_dict()
-    assert 0 < answered[0] < len(entries)
+    assert 0 < answered < len(entries)
     assert plain.inventory is not None
     assert plain.inventory["live"] == 0
     assert {"ok", "changed"} <= {s for s, n in plain.counts.items() if n}
