@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -18,7 +19,7 @@ from aiohttp import web
 import refscan
 from refscan import AzureOptions, Options, RetryPolicy
 from refscan.demo.servers import AzuriteServer
-from tests.faults import FaultPlan, FaultProxy
+from tests.faults import FaultPlan, FaultProxy, ProxyRequest
 
 pytestmark = pytest.mark.integration
 
@@ -218,6 +219,57 @@ def test_azurite_folder_under_10_percent_faults_is_identical(
             assert report.ok, report.to_dict()
             faults += proxy.stats().total_faults
         assert faults > 0
+
+
+def _proxied(proxy: FaultProxy) -> Options:
+    from refscan.demo.servers import AZURITE_ACCOUNT, AZURITE_KEY
+
+    return Options(
+        retry=RetryPolicy(max_attempts=4, backoff=0.01, max_backoff=0.05),
+        azure=AzureOptions(
+            endpoint_url=f"{proxy.url}/{AZURITE_ACCOUNT}",
+            account_name=AZURITE_ACCOUNT,
+            account_key=AZURITE_KEY,
+            timeout=5.0,
+        ),
+    )
+
+
+def _blob_read(req: ProxyRequest) -> bool:
+    return req.method == "GET" and not req.query
+
+
+@pytest.mark.parametrize("cuts", [1, 2, 3])
+def test_azurite_short_bodies_resume_until_the_blob_is_whole(
+    azurite: AzuriteServer, azure_container: str, no_azure_env: None, cuts: int, tmp_path: Path
+) -> None:
+    """A body cut short behind a Content-Length that matches the cut looks complete to HTTP; the blob's size
+    (Content-Range) says it is not, so the read resumes where it stopped instead of hashing part of it."""
+    data = bytes(range(256)) * 8
+    azurite.upload(azure_container, "d/blob.bin", data)
+    with FaultProxy(f"http://127.0.0.1:{azurite.port}", flavor="http") as proxy:
+        options = _proxied(proxy)
+        [entry] = refscan.scan(f"az://{azure_container}/d", options=options)
+        proxy.configure(FaultPlan(rate=1.0, kinds=("truncate",), match=_blob_read, max_faults=cuts))
+        [result] = refscan.verify([entry], deep=True, options=options).results
+        assert (result.status, result.cause) == ("ok", "deep-matches"), result.to_dict()
+        assert proxy.stats().faults["truncate"] == cuts
+        proxy.configure(FaultPlan(rate=1.0, kinds=("truncate",), match=_blob_read, max_faults=cuts))
+        [path] = refscan.download([entry], tmp_path, options=options)
+        assert path.read_bytes() == data
+
+
+def test_azurite_a_body_always_cut_short_is_an_error_not_a_change(
+    azurite: AzuriteServer, azure_container: str, no_azure_env: None
+) -> None:
+    azurite.upload(azure_container, "d/blob.bin", b"x" * 1000)
+    with FaultProxy(f"http://127.0.0.1:{azurite.port}", flavor="http") as proxy:
+        options = _proxied(proxy)
+        [entry] = refscan.scan(f"az://{azure_container}/d", options=options)
+        proxy.configure(FaultPlan(rate=1.0, kinds=("truncate",), match=_blob_read))
+        [result] = refscan.verify([entry], deep=True, options=options).results
+        assert result.status == "error", result.to_dict()
+        assert re.search(r"/d/blob\.bin: read cut short: the body ended at byte \d+ of 1000$", result.reason)
 
 
 # -- key ranges (List Blobs startFrom) ----------------------------------------------------------------------

@@ -42,7 +42,7 @@ from ...uri import RefURI
 from ..base import BucketBackend
 from ..keyspace import KeyRange, RangeListing
 from . import config, ranges
-from .client import TRANSIENT, AzureClient, translate
+from .client import TRANSIENT, AzureClient, Malformed, translate
 from .listing import MAX_PAGE, Page, parse_page, properties_meta
 
 #: `extra` keys the codec reads into named fields; any other key is kept in `attrs` and written back
@@ -211,8 +211,9 @@ class AzureBackend(BucketBackend):
         return ranges.split_range(folder.key, rng, sample, parts)
 
     async def read(self, uri: RefURI) -> AsyncIterator[bytes]:
-        """Ranged reads in 4 MiB chunks; a dropped connection resumes from the last byte received, pinned to
-        the version, else to the ETag first served (If-Match), so the bytes always come from one blob."""
+        """Ranged reads in 4 MiB chunks; a dropped connection or a body shorter than the blob resumes from the
+        last byte received, pinned to the version, else to the ETag first served (If-Match), so the bytes
+        always come from one blob and are all of it."""
         account, container = config.parts(uri)
         blob = self.client.service(account).get_blob_client(container, uri.key)
         target = str(uri)
@@ -237,10 +238,13 @@ class AzureBackend(BucketBackend):
                     offset += len(chunk)
                     yield chunk
             except (AzureError, *TRANSIENT) as exc:
-                resumes += 1
-                if resumes >= attempts:
-                    raise translate(exc, target, "read", self.client.source_for(account), pinned=pinned) from None
-                logger().debug("azure.read.resume", offset=offset, attempt=resumes)
-                continue
-            break
+                failure: Exception = exc
+            else:
+                if offset >= size:
+                    break
+                failure = Malformed(f"{target}: read cut short: the body ended at byte {offset} of {size}")
+            resumes += 1
+            if resumes >= attempts:
+                raise translate(failure, target, "read", self.client.source_for(account), pinned=pinned) from None
+            logger().debug("azure.read.resume", offset=offset, attempt=resumes)
         logger().debug("azure.read", bytes=offset, elapsed=round(time.perf_counter() - started, 4))
