@@ -364,6 +364,8 @@ class _Verifier:
         if not self.deep:
             return _result(entry, "ok", "fingerprint-matches", "fingerprint matches", expected, actual)
         deep = await read_and_check(backend, rec)
+        if deep.match is Match.DIFFERENT and deep.kind == "size" and actual.size == expected.size:
+            deep = await read_and_check(backend, rec)  # the store says the size is right: a cut body, once more
         if deep.match is Match.UNKNOWN:
             why = f"fingerprint matches; deep check impossible: {deep.detail}"
             return _result(entry, "ok", "deep-impossible", why, expected, actual)
