@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from .backends import Backend
-from .backends.base import read_restarting
+from .backends.base import read_checked
 from .errors import ChecksumMismatch, DownloadError, NotFound, RefscanError, UnsafePath
 from .fingerprint import ContentHasher, DeepCheck, Fingerprint, Match
 from .manifest import ManifestEntry, ManifestSource, as_manifest
@@ -108,7 +108,7 @@ async def _fetch(backend: Backend, source: Recorded, entry: ManifestEntry, root:
         return hasher.check()
 
     try:
-        check = await read_restarting(backend, source.uri, write_part)
+        check = await read_checked(backend, source.uri, write_part)
         if check.match is Match.DIFFERENT:
             raise ChecksumMismatch(f"{entry.path}: {check.detail}; not written")
         os.replace(tmp, target)

@@ -15,20 +15,18 @@ import builtins
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import anyio
 
 from ..errors import InvalidURI, ResumeRefused, Unsupported
 from ..events import logger
-from ..fingerprint import ETAG, VERSION, WEAK_ETAG, Fingerprint
+from ..fingerprint import ETAG, VERSION, WEAK_ETAG, DeepCheck, Fingerprint, Match
 from ..meta import ObjectMeta
 from ..options import Options
 from ..protection import BucketProtection, ObjectState
 from ..uri import RefURI, shown
 from .keyspace import KeyRange, RangeListing
-
-T = TypeVar("T")
 
 _BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,221}$")
 
@@ -195,7 +193,7 @@ class Backend(abc.ABC):
         """The bytes of the object `uri` (at `uri.version` when pinned), streamed in chunks, all from one version:
         a connection dropped mid-body resumes from the last byte received, pinned to what was first served;
         `ResumeRefused` when it cannot (the object changed), for the caller to read again from the start
-        (`read_restarting`)."""
+        (`read_checked`)."""
 
     async def protection(self, bucket: str) -> BucketProtection:
         """What keeps the objects of `bucket` alive: versioning, lifecycle rules, locks and retention (read once
@@ -219,14 +217,22 @@ class Backend(abc.ABC):
         return None
 
 
-async def read_restarting(backend: Backend, uri: RefURI, consume: Callable[[AsyncIterator[bytes]], Awaitable[T]]) -> T:
-    """`await consume(backend.read(uri))`; once more from the first byte when the read dropped and could not
-    resume on the same bytes (`ResumeRefused`), so `consume` must start afresh on each call."""
+async def read_checked(
+    backend: Backend, uri: RefURI, check: Callable[[AsyncIterator[bytes]], Awaitable[DeepCheck]]
+) -> DeepCheck:
+    """`await check(backend.read(uri))`, which must start afresh on each call; read again from the first byte,
+    once for each, when the read dropped and could not resume on the same bytes (`ResumeRefused`) and when
+    its bytes came out another size than recorded (a body cut on the way behind a matching Content-Length
+    looks whole to HTTP, so one such read is taken for a fault; a second is what the store serves)."""
     try:
-        return await consume(backend.read(uri))
+        outcome = await check(backend.read(uri))
     except ResumeRefused as exc:
         logger().debug("read.restart", reason=str(exc))
-    return await consume(backend.read(uri))
+        outcome = await check(backend.read(uri))
+    if outcome.match is Match.DIFFERENT and outcome.kind == "size":
+        logger().debug("read.again", reason=outcome.detail)
+        outcome = await check(backend.read(uri))
+    return outcome
 
 
 class BucketBackend(Backend):

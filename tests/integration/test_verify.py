@@ -268,28 +268,35 @@ def test_many_entries_of_a_folder_are_verified_from_one_listing(
 
 @pytest.mark.parametrize(("cuts", "status"), [(1, "ok"), (2, "changed")])
 def test_a_body_cut_short_once_is_read_again_and_one_always_short_is_a_change(
-    serve_app: Callable[[web.Application], str], cuts: int, status: str
+    serve_app: Callable[[web.Application], str], cuts: int, status: str, tmp_path: Path
 ) -> None:
     """HEAD gives the recorded size; GET answers with half the bytes behind a matching Content-Length (a
     response cut on the way, which HTTP cannot tell) for its first `cuts` answers. One such read is taken for a
-    fault and read again; a second one is what the server serves."""
+    fault and read again; a second one is what the server serves (verify --deep and download alike)."""
     body = b"0123456789" * 10
+    md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
     gets = []
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
         headers = {"ETag": '"v1"', "Content-MD5": md5, "Content-Length": str(len(body))}
         if request.method == "HEAD":
             return web.Response(headers=headers)
         gets.append(request.path)
-        return web.Response(body=body[: len(body) // 2] if len(gets) <= cuts else body, headers={"ETag": '"v1"'})
+        cut = len(gets) % 2 == 1 or cuts == 2  # answers 1, 3, ... are cut; with 2 cuts, every one
+        return web.Response(body=body[: len(body) // 2] if cut else body, headers={"ETag": '"v1"'})
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
-    url = serve_app(app) + "/data.bin"
-    entries = refscan.scan(url)
+    entries = refscan.scan(serve_app(app) + "/data.bin")
     [result] = refscan.verify(entries, deep=True).results
     assert (result.status, result.cause) == (status, "deep-matches" if status == "ok" else "deep-differs")
     assert len(gets) == 2
-    if status == "changed":
+    if status == "ok":
+        assert refscan.download(entries, tmp_path) == [tmp_path / "data.bin"]
+        assert (tmp_path / "data.bin").read_bytes() == body
+    else:
         assert result.reason == "deep check: read 50 bytes, expected 100"
+        with pytest.raises(refscan.DownloadError, match="read 50 bytes, expected 100"):
+            refscan.download(entries, tmp_path)
+        assert list(tmp_path.iterdir()) == []
+    assert len(gets) == 4
