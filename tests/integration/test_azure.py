@@ -189,24 +189,30 @@ def test_azurite_wandb_entries_match_wandbs_own_handler_field_for_field(
         assert {k: v for k, v in entry.extra.items() if k != "contentMD5"} == theirs.extra
 
 
+def _proxied(proxy: FaultProxy, attempts: int = 4, max_backoff: float = 0.05) -> Options:
+    """Options for Azurite through `proxy`, with quick retries."""
+    from refscan.demo.servers import AZURITE_ACCOUNT, AZURITE_KEY
+
+    return Options(
+        retry=RetryPolicy(max_attempts=attempts, backoff=0.01, max_backoff=max_backoff),
+        azure=AzureOptions(
+            endpoint_url=f"{proxy.url}/{AZURITE_ACCOUNT}",
+            account_name=AZURITE_ACCOUNT,
+            account_key=AZURITE_KEY,
+            timeout=5.0,
+        ),
+    )
+
+
 def test_azurite_folder_under_10_percent_faults_is_identical(
     azurite: AzuriteServer, azure_container: str, no_azure_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from refscan.backends.azure.backend import AzureBackend
-    from refscan.demo.servers import AZURITE_ACCOUNT, AZURITE_KEY
 
     monkeypatch.setattr(AzureBackend, "page_size", 40)
     azurite.upload_many(azure_container, {f"ds/{i % 7}/obj-{i:04d}": f"blob {i}".encode() for i in range(400)})
     with FaultProxy(f"http://127.0.0.1:{azurite.port}", flavor="http") as proxy:
-        options = Options(
-            retry=RetryPolicy(max_attempts=8, backoff=0.01, max_backoff=0.2),
-            azure=AzureOptions(
-                endpoint_url=f"{proxy.url}/{AZURITE_ACCOUNT}",
-                account_name=AZURITE_ACCOUNT,
-                account_key=AZURITE_KEY,
-                timeout=5.0,
-            ),
-        )
+        options = _proxied(proxy, attempts=8, max_backoff=0.2)
         uri = f"az://{azure_container}/ds"
         proxy.configure(FaultPlan())
         baseline = refscan.scan(uri, options=options)
@@ -219,20 +225,6 @@ def test_azurite_folder_under_10_percent_faults_is_identical(
             assert report.ok, report.to_dict()
             faults += proxy.stats().total_faults
         assert faults > 0
-
-
-def _proxied(proxy: FaultProxy) -> Options:
-    from refscan.demo.servers import AZURITE_ACCOUNT, AZURITE_KEY
-
-    return Options(
-        retry=RetryPolicy(max_attempts=4, backoff=0.01, max_backoff=0.05),
-        azure=AzureOptions(
-            endpoint_url=f"{proxy.url}/{AZURITE_ACCOUNT}",
-            account_name=AZURITE_ACCOUNT,
-            account_key=AZURITE_KEY,
-            timeout=5.0,
-        ),
-    )
 
 
 def _blob_read(req: ProxyRequest) -> bool:
