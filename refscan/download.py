@@ -108,7 +108,7 @@ async def _fetch(backend: Backend, source: Recorded, entry: ManifestEntry, root:
         return hasher.check()
 
     try:
-        check = await read_checked(backend, source.uri, write_part)
+        check = await read_checked(backend, source.uri, write_part, size_vouched=source.uri.version is not None)
         if check.match is Match.DIFFERENT:
             raise ChecksumMismatch(f"{entry.path}: {check.detail}; not written")
         os.replace(tmp, target)

@@ -189,8 +189,9 @@ class VerifyReport:
         return out
 
 
-async def read_and_check(backend: Backend, rec: Recorded) -> DeepCheck:
-    """Stream the recorded object's bytes through a `ContentHasher` and check them against its fingerprint."""
+async def read_and_check(backend: Backend, rec: Recorded, size_vouched: bool) -> DeepCheck:
+    """Stream the recorded object's bytes through a `ContentHasher` and check them against its fingerprint
+    (`size_vouched`: see `read_checked`)."""
     parts = await part_size(backend, rec)
 
     async def check(chunks: AsyncIterator[bytes]) -> DeepCheck:
@@ -199,7 +200,7 @@ async def read_and_check(backend: Backend, rec: Recorded) -> DeepCheck:
             hasher.update(chunk)
         return hasher.check()
 
-    return await read_checked(backend, rec.uri, check)
+    return await read_checked(backend, rec.uri, check, size_vouched=size_vouched)
 
 
 def _result(
@@ -363,7 +364,7 @@ class _Verifier:
             return _result(entry, "unverifiable", "no-shared-fingerprint", why, expected, actual)
         if not self.deep:
             return _result(entry, "ok", "fingerprint-matches", "fingerprint matches", expected, actual)
-        deep = await read_and_check(backend, rec)
+        deep = await read_and_check(backend, rec, size_vouched=actual.size is not None and actual.size == expected.size)
         if deep.match is Match.UNKNOWN:
             why = f"fingerprint matches; deep check impossible: {deep.detail}"
             return _result(entry, "ok", "deep-impossible", why, expected, actual)

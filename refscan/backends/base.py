@@ -218,18 +218,23 @@ class Backend(abc.ABC):
 
 
 async def read_checked(
-    backend: Backend, uri: RefURI, check: Callable[[AsyncIterator[bytes]], Awaitable[DeepCheck]]
+    backend: Backend,
+    uri: RefURI,
+    check: Callable[[AsyncIterator[bytes]], Awaitable[DeepCheck]],
+    *,
+    size_vouched: bool,
 ) -> DeepCheck:
-    """`await check(backend.read(uri))`, which must start afresh on each call; read again from the first byte,
-    once for each, when the read dropped and could not resume on the same bytes (`ResumeRefused`) and when
-    its bytes came out another size than recorded (a body cut on the way behind a matching Content-Length
-    looks whole to HTTP, so one such read is taken for a fault; a second is what the store serves)."""
+    """`await check(backend.read(uri))`, which must start afresh on each call. Read again from the first byte,
+    once: when the read dropped and could not resume on the same bytes (`ResumeRefused`: the object changed),
+    and, with `size_vouched` (the store stands by the recorded size: a pinned version, or a lookup just
+    made), when bytes of another size came from a read that was not restarted, taking it for a body cut on
+    the way behind a matching Content-Length, which HTTP cannot tell."""
     try:
         outcome = await check(backend.read(uri))
     except ResumeRefused as exc:
         logger().debug("read.restart", reason=str(exc))
-        outcome = await check(backend.read(uri))
-    if outcome.match is Match.DIFFERENT and outcome.kind == "size":
+        return await check(backend.read(uri))
+    if size_vouched and outcome.match is Match.DIFFERENT and outcome.kind == "size":
         logger().debug("read.again", reason=outcome.detail)
         outcome = await check(backend.read(uri))
     return outcome

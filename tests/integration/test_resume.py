@@ -137,6 +137,29 @@ def test_s3_download_restarts_from_zero_when_the_object_changed(
     assert not (tmp_path / "out" / "obj.bin").exists()
 
 
+def test_s3_download_reads_a_body_failing_its_checksum_again(
+    s3_server: S3Server, s3_proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """A body cut behind a matching Content-Length looks whole to HTTP, but not to the checksum header S3
+    sends with it: the bytes handed on are in doubt, so the read starts again from zero (once)."""
+    bucket = s3_server.create_bucket()
+    data = os.urandom(1 << 20)
+    s3_server.client().put_object(Bucket=bucket, Key="obj.bin", Body=data)
+    options = s3_options(s3_proxy)
+    s3_proxy.configure(FaultPlan())
+    manifest = Manifest(refscan.scan(f"s3://{bucket}/obj.bin", options=options))
+    match = object_gets("obj.bin")
+    s3_proxy.configure(FaultPlan(rate=1.0, kinds=("truncate",), max_faults=1, match=match, record=True))
+    (path,) = refscan.download(manifest, tmp_path / "out", options=options)
+    stats = s3_proxy.configure(FaultPlan(rate=1.0, kinds=("truncate",), match=match))
+    assert path.read_bytes() == data
+    assert stats.faults["truncate"] == 1
+    assert [r.header("Range") for r in stats.seen if match(r)] == [None, None]
+    with pytest.raises(DownloadError) as caught:  # cut every time
+        refscan.download(manifest, tmp_path / "again", options=options)
+    assert "does not match its checksum header" in str(caught.value.failures["obj.bin"])
+
+
 # -- GCS ---------------------------------------------------------------------------------------------------------
 
 
@@ -154,6 +177,26 @@ def test_gcs_download_resumes_pinned_to_the_generation(
     options = Options(retry=RetryPolicy(backoff=0.01), gcs=GCSOptions(endpoint_url=gcs_proxy.url, token="anon"))
     gets = download_cut_at_half(gcs_proxy, f"gs://{bucket}/big.bin", "big.bin", big_bytes, options, tmp_path)
     assert f"generation={resource['generation']}" in gets[1].query
+
+
+def test_gcs_download_of_a_pinned_generation_reads_a_cut_body_again(
+    gcs_server: GCSServer, gcs_proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """A pinned generation cannot have changed, so bytes of another size than recorded are taken for a body
+    cut on the way (behind a matching Content-Length) and the generation is read once more."""
+    bucket = gcs_server.create_bucket()
+    data = os.urandom(1 << 20)
+    gcs_server.upload(bucket, "obj.bin", data)
+    options = Options(retry=RetryPolicy(backoff=0.01), gcs=GCSOptions(endpoint_url=gcs_proxy.url, token="anon"))
+    gcs_proxy.configure(FaultPlan())
+    manifest = Manifest(refscan.scan(f"gs://{bucket}/obj.bin", options=options))
+    match = object_gets("obj.bin")
+    gcs_proxy.configure(FaultPlan(rate=1.0, kinds=("truncate",), max_faults=1, match=match, record=True))
+    (path,) = refscan.download(manifest, tmp_path / "out", options=options)
+    stats = gcs_proxy.configure(FaultPlan())
+    assert path.read_bytes() == data
+    assert stats.faults["truncate"] == 1
+    assert len([r for r in stats.seen if match(r)]) == 2
 
 
 # -- HTTP --------------------------------------------------------------------------------------------------------

@@ -34,10 +34,10 @@ from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
 
 import anyio
-from botocore.exceptions import IncompleteReadError, ReadTimeoutError, ResponseStreamingError
+from botocore.exceptions import FlexibleChecksumError, IncompleteReadError, ReadTimeoutError, ResponseStreamingError
 
 from ...concurrency import gather_map
-from ...errors import AccessDenied, NotFound, Unsupported
+from ...errors import AccessDenied, NotFound, ResumeRefused, Unsupported
 from ...events import logger
 from ...fingerprint import ETAG, MD5_HEX, MULTIPART_ETAG, VERSION, Fingerprint
 from ...meta import ObjectMeta
@@ -259,7 +259,8 @@ class S3Backend(BucketBackend):
     async def read(self, uri: RefURI) -> AsyncIterator[bytes]:
         """GetObject streamed in chunks. A connection dropped mid-body resumes from the last byte received
         with a Range request pinned to the version first served (`VersionId`, on versioned buckets) and its
-        ETag (`If-Match`), up to the retry policy's attempts; `ResumeRefused` when the object changed since."""
+        ETag (`If-Match`), up to the retry policy's attempts; `ResumeRefused` when the object changed since
+        or the body does not match the checksum header it came with."""
         import aiohttp  # loaded with the client already
 
         target = self.format_uri(uri)
@@ -290,6 +291,8 @@ class S3Backend(BucketBackend):
                 logger().debug("s3.get.resume", bucket=uri.bucket, key=uri.key, offset=total, attempt=resumes)
                 params["Range"] = f"bytes={total}-"
                 continue
+            except FlexibleChecksumError as exc:  # bytes already handed on are in doubt: from the start
+                raise ResumeRefused(f"{target}: the body does not match its checksum header ({exc})") from None
             break
         logger().debug(
             "s3.get", bucket=uri.bucket, key=uri.key, bytes=total, elapsed=round(time.perf_counter() - started, 4)
