@@ -9,8 +9,11 @@ only say "fingerprint matches" (an ETag always proves). `unchanged` finds those 
 verify answers them at once and checks every other entry as before (tests/unit/test_inventory_verify.py checks
 both ways give the same report on random manifests).
 
-Memory stays at the entries' own columns: the candidates' keys are sorted once, and each batch of rows is
-matched against the keys in its own key range only (inventories list keys in order, so that range is small).
+Memory stays near the entries' own columns: the candidates' names are sorted once, and rows are matched
+against the names in their own key range only. An inventory in key order (S3's, in practice) is matched a
+batch at a time, its range holding about as many entries as the batch has rows; rows out of order are
+gathered (`_Gathering`) until the entries they span are at most `SPAN_PER_ROW` per row, or until they are a
+quarter of the entries, so the work stays about linear in the rows however they are ordered.
 """
 
 from __future__ import annotations
@@ -113,9 +116,35 @@ async def unchanged(inventory: Inventory, entries: EntryColumns) -> Any:
     n = len(sorted_names)
     if not n:
         return _false(pa, table.num_rows)
-    settled = _false(pa, n)  # by name
     compared = [(column, key) for key, column, _ in entries.profile.extras if key != "etag"]  # etag: the digest
     columns = table.select(["digest", "size", *(column for column, _ in compared)])
+    settled = _false(pa, n)  # by name
+
+    def settle(gathered: Any, lo: int, hi: int) -> None:
+        """Mark the entries `lo:hi` (by name) that match one of the `gathered` rows field for field."""
+        nonlocal settled
+        if lo >= hi:
+            return
+        gathered = gathered.combine_chunks()
+        index = pc.index_in(names.slice(lo, hi - lo), value_set=gathered.column("name").chunk(0))
+        hit = pc.is_valid(index)
+        if not pc.any(hit).as_py():
+            return
+        row = index.filter(hit)
+        if positions is None:
+            found = columns.slice(lo, hi - lo).filter(hit)
+        else:
+            found = _rows_at(pc, columns, positions.slice(lo, hi - lo), hit)
+        same = pc.and_(
+            pc.equal(found.column("digest"), gathered.column("digest").take(row)),
+            pc.equal(found.column("size"), gathered.column("size").take(row)),
+        )
+        for column, _ in compared:
+            same = pc.and_(same, _same(pc, found.column(column), gathered.column(column).take(row)))
+        in_span = pc.replace_with_mask(_false(pa, hi - lo), _array(pa, hit), _array(pa, pc.fill_null(same, False)))
+        settled = pc.or_(settled, pa.concat_arrays([_false(pa, lo), in_span, _false(pa, n - hi)]))
+
+    gathering = _Gathering(sorted_names)
     async for batch in inventory.current_rows(
         between=(key_of(sorted_names[0]), key_of(sorted_names[n - 1])), lean=True
     ):
@@ -123,29 +152,54 @@ async def unchanged(inventory: Inventory, entries: EntryColumns) -> Any:
         found = row_names(rows.key)
         if found.null_count == len(found):
             continue
-        bounds = pc.min_max(found)
-        lo = bisect_left(sorted_names, bounds["min"].as_py())
-        hi = bisect_right(sorted_names, bounds["max"].as_py())
-        if lo >= hi:
-            continue
-        index = pc.index_in(names.slice(lo, hi - lo), value_set=found)
-        hit = pc.is_valid(index)
-        if not pc.any(hit).as_py():
-            continue
-        row = index.filter(hit)
-        if positions is None:
-            found_entries = columns.slice(lo, hi - lo).filter(hit)
-        else:
-            found_entries = _rows_at(pc, columns, positions.slice(lo, hi - lo), hit)
-        same = pc.equal(found_entries.column("digest"), rows.digest.take(row))
-        same = pc.and_(same, pc.equal(found_entries.column("size"), rows.size.take(row)))
-        for column, key in compared:
-            same = pc.and_(same, _same(pc, found_entries.column(column), rows.values(key).take(row)))
-        in_span = pc.replace_with_mask(_false(pa, hi - lo), _array(pa, hit), _array(pa, pc.fill_null(same, False)))
-        settled = pc.or_(settled, pa.concat_arrays([_false(pa, lo), in_span, _false(pa, n - hi)]))
+        values = {"name": found, "digest": rows.digest, "size": rows.size}
+        values |= {column: rows.values(key) for column, key in compared}
+        gathering.add(pa.table(values).filter(pc.is_valid(found)), pc.min_max(found))
+        if gathering.ready():
+            settle(*gathering.take())
+    if gathering.rows:
+        settle(*gathering.take())
     if order is not None:  # back to the candidates' own order
         settled = settled.take(pc.sort_indices(order))
     return pc.replace_with_mask(_false(pa, table.num_rows), _array(pa, chosen), _array(pa, settled))
+
+
+#: Rows are gathered while their names span more than this many entries per row (an inventory not in key
+#: order), up to a quarter of the entries: each match looks at every entry of the span once, so an entry is
+#: looked at about once per 4 rows matched, however the inventory is ordered.
+SPAN_PER_ROW = 4
+
+
+class _Gathering:
+    """Inventory rows (tables with a `name` column) gathered for one match against the entries' sorted names:
+    ready when the names they span are few for their number, or when they are a quarter of the entries."""
+
+    def __init__(self, names: _Texts) -> None:
+        self.names = names
+        self.tables: list[Any] = []
+        self.rows = 0
+        self.low = self.high = ""
+
+    def add(self, rows: Any, bounds: Any) -> None:
+        low, high = str(bounds["min"].as_py()), str(bounds["max"].as_py())
+        self.low, self.high = (min(self.low, low), max(self.high, high)) if self.rows else (low, high)
+        self.tables.append(rows)
+        self.rows += rows.num_rows
+
+    def span(self) -> tuple[int, int]:
+        """The entries (by name) between the lowest and the highest name gathered."""
+        return bisect_left(self.names, self.low), bisect_right(self.names, self.high)
+
+    def ready(self) -> bool:
+        lo, hi = self.span()
+        return hi - lo <= SPAN_PER_ROW * self.rows or SPAN_PER_ROW * self.rows >= len(self.names)
+
+    def take(self) -> tuple[Any, int, int]:
+        """The rows gathered (one table) and their span; the gathering starts again."""
+        lo, hi = self.span()
+        gathered = pyarrow().concat_tables(self.tables, promote_options="permissive")  # an all-null batch
+        self.tables, self.rows = [], 0
+        return gathered, lo, hi
 
 
 class _Texts:

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 import refscan
-from refscan.inventory import matching
+from refscan.inventory import matching, source
 from refscan.inventory.entries import S3, from_entries
 from refscan.manifest import ManifestEntry
 from tests.inventories import S3_CSV_COLUMNS, local_put, write_gcs_report, write_s3_inventory
@@ -93,9 +93,14 @@ def bulk_and_plain(
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("changes", [8, 6], ids=["any-change", "refs-kept"])  # refs-kept: one folder's refs
+@pytest.mark.parametrize("batch_rows", [None, 3], ids=["one-batch", "3-row-batches"])
 def test_unchanged_entries_get_the_report_of_the_per_entry_path(
-    fmt: str, seed: int, changes: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fmt: str, seed: int, changes: int, batch_rows: int | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The inventory's keys are not in key order (`d/k10` comes after `d/k9`), so with batches of 3 rows the
+    matching gathers rows across batches before it matches them (`matching._Gathering`)."""
+    if batch_rows is not None:
+        monkeypatch.setattr(source, "LEAN_BATCH_ROWS", batch_rows)
     rng = random.Random(seed)
     rows = inventory_rows(rng)
     manifest = write_s3_inventory(local_put(tmp_path), "dest", "src", rows, fmt=fmt, columns=S3_CSV_COLUMNS, files=2)
@@ -185,10 +190,13 @@ def gcs_mutated(entry: ManifestEntry, change: int) -> ManifestEntry:
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 @pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("batch_rows", [None, 4], ids=["one-batch", "4-row-batches"])
 def test_gcs_report_entries_get_the_report_of_the_per_entry_path(
-    fmt: str, seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fmt: str, seed: int, batch_rows: int | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")  # nothing is looked up live
+    if batch_rows is not None:  # names not in key order (`d/k10` after `d/k9`): rows gathered across batches
+        monkeypatch.setattr(source, "LEAN_BATCH_ROWS", batch_rows)
     rng = random.Random(seed)
     items = [
         {
