@@ -2,7 +2,7 @@
 
 The bench writes (once, cached under `--data-dir`, default `~/.cache/refscan-bench`) an S3 Inventory of
 `--rows` rows (default 10,000,000) as one Parquet file sorted by key, with `manifest.json` and
-`manifest.checksum` in the documented layout. `--prefix-rows` of them (default 1,000,000) are the synthetic S3
+`manifest.checksum` in the documented layout, and a copy of it with its rows shuffled. `--prefix-rows` of them (default 1,000,000) are the synthetic S3
 bucket's own objects (`data/obj-NNNNNNN.bin`, same ETag, size and LastModified as `bench/synthetic.py` serves);
 the rest sit under other prefixes before and after `data/`. Each run is its own process started
 through `bench.spawn` (so its peak RSS is its own):
@@ -10,7 +10,7 @@ through `bench.spawn` (so its peak RSS is its own):
 - `refscan scan s3://synthetic/data/ --inventory ... --format jsonl -o FILE`, the command line itself, and the
   same scan in-process (`Scanner.iter_scan_batches` to a JSON Lines file, the operation timed alone);
 - `refscan verify MANIFEST --inventory ...` of the 1,000,000-entry manifest that scan made, the command line
-  and in-process (`refscan.verify(path, inventory=)`: the file read by verify in chunks), the same entries
+  (against the sorted inventory and the shuffled copy) and in-process (`refscan.verify(path, inventory=)`: the file read by verify in chunks), the same entries
   logged in a store (`refscan verify bench:v0 --inventory ...`: read from its rows), and, for comparison,
   `refscan.verify(Manifest, inventory=)` of the manifest loaded as objects first;
 - live listing: the same prefix from the synthetic S3 server behind the delay proxy at `--rtt` ms.
@@ -111,6 +111,36 @@ def write_inventory(root: Path, rows: int, prefix_rows: int) -> Path:
             filler(prefix, count)
             left -= count
     os.replace(str(data) + ".tmp", data)
+    _write_manifest(manifest, data, schema.names)
+    return manifest
+
+
+def write_shuffled(sorted_manifest: Path) -> Path:
+    """The manifest.json of the inventory at `sorted_manifest` with its rows in random order (written unless
+    already there): an inventory whose files do not list keys in order."""
+    import random
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = sorted_manifest.parents[6]
+    base = root / f"{sorted_manifest.parents[5].name}-shuffled" / "dest" / "inventories" / SOURCE_BUCKET / "bench"
+    manifest = base / "2026-01-01T00-00Z" / "manifest.json"
+    if manifest.exists():
+        return manifest
+    table = pq.read_table(next(sorted_manifest.parent.parent.glob("data/*.parquet")))
+    order = list(range(table.num_rows))
+    random.Random(0).shuffle(order)
+    data = base / "data" / "part-0.parquet"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table.take(pa.array(order)), str(data) + ".tmp", row_group_size=128 * 1024, compression="zstd")
+    os.replace(str(data) + ".tmp", data)
+    _write_manifest(manifest, data, table.schema.names)
+    return manifest
+
+
+def _write_manifest(manifest: Path, data: Path, names: list[str]) -> None:
+    """manifest.json and manifest.checksum of the inventory whose one data file is `data` (columns `names`)."""
     body = data.read_bytes()
     doc = {
         "sourceBucket": SOURCE_BUCKET,
@@ -118,7 +148,7 @@ def write_inventory(root: Path, rows: int, prefix_rows: int) -> Path:
         "version": "2016-11-30",
         "creationTimestamp": str(CREATED_MS),
         "fileFormat": "Parquet",
-        "fileSchema": "message s3.inventory { " + " ".join(f"optional binary {n};" for n in schema.names) + " }",
+        "fileSchema": "message s3.inventory { " + " ".join(f"optional binary {n};" for n in names) + " }",
         "files": [
             {
                 "key": "inventories/synthetic/bench/data/part-0.parquet",
@@ -131,7 +161,6 @@ def write_inventory(root: Path, rows: int, prefix_rows: int) -> Path:
     text = json.dumps(doc).encode()
     manifest.with_name("manifest.checksum").write_text(hashlib.md5(text).hexdigest())
     manifest.write_bytes(text)
-    return manifest
 
 
 # -- child jobs (each in its own process) ----------------------------------------------------------------------
@@ -321,6 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     manifest = write_inventory(args.data_dir, args.rows, args.prefix_rows)
+    shuffled = str(write_shuffled(manifest))
     written = time.perf_counter() - started
     data_file = next(manifest.parent.parent.glob("data/*.parquet"))
     inv = str(manifest)
@@ -360,6 +390,11 @@ def main(argv: list[str] | None = None) -> None:
                 lambda: _spawned(
                     [*refscan_cli, "verify", "bench:v0", "--inventory", inv], {"REFSCAN_HOME": home}, cli=True
                 ),
+                args.prefix_rows,
+            ),
+            (
+                "`refscan verify --inventory` (the same file, against the inventory's rows shuffled)",
+                lambda: _spawned([*refscan_cli, "verify", entries_json, "--inventory", shuffled], cli=True),
                 args.prefix_rows,
             ),
             (

@@ -125,8 +125,7 @@ async def unchanged(inventory: Inventory, entries: EntryColumns) -> Any:
         nonlocal settled
         if lo >= hi:
             return
-        gathered = gathered.combine_chunks()
-        index = pc.index_in(names.slice(lo, hi - lo), value_set=gathered.column("name").chunk(0))
+        index = pc.index_in(names.slice(lo, hi - lo), value_set=gathered.column("name").combine_chunks())
         hit = pc.is_valid(index)
         if not pc.any(hit).as_py():
             return
