@@ -2,17 +2,18 @@
 
 The bench writes (once, cached under `--data-dir`, default `~/.cache/refscan-bench`) an S3 Inventory of
 `--rows` rows (default 10,000,000) as one Parquet file sorted by key, with `manifest.json` and
-`manifest.checksum` in the documented layout, and a copy of it with its rows shuffled. `--prefix-rows` of them (default 1,000,000) are the synthetic S3
-bucket's own objects (`data/obj-NNNNNNN.bin`, same ETag, size and LastModified as `bench/synthetic.py` serves);
-the rest sit under other prefixes before and after `data/`. Each run is its own process started
-through `bench.spawn` (so its peak RSS is its own):
+`manifest.checksum` in the documented layout, and a copy of it with its rows shuffled. `--prefix-rows` of
+them (default 1,000,000) are the synthetic S3 bucket's own objects (`data/obj-NNNNNNN.bin`, same ETag, size
+and LastModified as `bench/synthetic.py` serves); the rest sit under other prefixes before and after `data/`.
+Each run is its own process started through `bench.spawn` (so its peak RSS is its own):
 
 - `refscan scan s3://synthetic/data/ --inventory ... --format jsonl -o FILE`, the command line itself, and the
   same scan in-process (`Scanner.iter_scan_batches` to a JSON Lines file, the operation timed alone);
 - `refscan verify MANIFEST --inventory ...` of the 1,000,000-entry manifest that scan made, the command line
-  (against the sorted inventory and the shuffled copy) and in-process (`refscan.verify(path, inventory=)`: the file read by verify in chunks), the same entries
-  logged in a store (`refscan verify bench:v0 --inventory ...`: read from its rows), and, for comparison,
-  `refscan.verify(Manifest, inventory=)` of the manifest loaded as objects first;
+  (against the sorted inventory and the shuffled copy) and in-process (`refscan.verify(path, inventory=)`:
+  the file read by verify in chunks), the same entries logged in a store (`refscan verify bench:v0
+  --inventory ...`: read from its rows), and, for comparison, `refscan.verify(Manifest, inventory=)` of the
+  manifest loaded as objects first;
 - live listing: the same prefix from the synthetic S3 server behind the delay proxy at `--rtt` ms.
 
 Rows per second are inventory rows the run covered (entries, for verify, are looked up among those rows) per
