@@ -186,6 +186,15 @@ def _path_checks(pa: Any, path: Any) -> list[Any]:
     return [pc.greater(pc.binary_length(path), 0), pc.invert(ends)]
 
 
+def _text_checks(pa: Any, values: Any) -> list[Any]:
+    """The per-row check that the text `values` (null: none) need no JSON escape; none when no value does
+    (one pass over the column's bytes)."""
+    if values.null_count == len(values) or _escape_free(pa, values):
+        return []
+    pc = pa.compute
+    return [pc.invert(pc.fill_null(pc.match_substring_regex(values, NEEDS_ESCAPE), False))]
+
+
 def _common(pa: Any, key: Any, etag: Any, size: Any, folder_key: str, name: str | None) -> tuple[Any, list[Any]]:
     """The paths a folder scan of `folder_key` with `name` gives the keys, and the checks every regular row
     passes: a plain path, a non-empty ETag JSON need not escape, a size."""
@@ -193,11 +202,17 @@ def _common(pa: Any, key: Any, etag: Any, size: Any, folder_key: str, name: str 
     relative = pc.utf8_slice_codeunits(key, len(folder_key))  # code points, as Python slices
     path = pc.binary_join_element_wise(f"{name}/", relative, "") if name else relative
     checks = [*_path_checks(pa, path), pc.greater(pc.binary_length(etag), 0)]
-    if not _escape_free(pa, etag):
-        checks.append(pc.invert(pc.match_substring_regex(etag, NEEDS_ESCAPE)))
     if size.null_count:
         checks.append(pc.is_valid(size))
-    return path, checks
+    return path, checks + _text_checks(pa, etag)
+
+
+def _regular(pc: Any, checks: list[Any]) -> Any:
+    """Per row, whether it passes every check (a null: it does not)."""
+    regular = checks[0]
+    for check in checks[1:]:
+        regular = pc.and_kleene(regular, check)
+    return pc.fill_null(regular, False)
 
 
 def s3_columns(batch: Any, folder_key: str, name: str | None, ref_head: str) -> tuple[ColumnEntries, Any]:
@@ -212,16 +227,12 @@ def s3_columns(batch: Any, folder_key: str, name: str | None, ref_head: str) -> 
     version = batch.column(VERSION) if VERSION in names else pa.nulls(len(batch), pa.string())
     modified = batch.column(MODIFIED) if MODIFIED in names else pa.nulls(len(batch), pa.string())
     path, checks = _common(pa, key, etag, size, folder_key, name)
-    if version.null_count < len(version) and not _escape_free(pa, version):
-        checks.append(pc.invert(pc.fill_null(pc.match_substring_regex(version, NEEDS_ESCAPE), False)))
+    checks += _text_checks(pa, version)
     if modified.null_count < len(modified) and (times := _iso_check(pa, modified)) is not None:
         checks.append(times)
     if CHECKSUM in names and batch.column(CHECKSUM).null_count < len(batch):
         checks.append(pc.fill_null(pc.equal(batch.column(CHECKSUM), ""), True))
-    regular = checks[0]
-    for check in checks[1:]:
-        regular = pc.and_kleene(regular, check)
-    regular = pc.fill_null(regular, False)
+    regular = _regular(pc, checks)
     if version.null_count < len(version):
         unversioned = pc.fill_null(pc.is_in(version, pa.array(["", "null"])), True)
         version = pc.if_else(unversioned, pa.scalar(None, pa.string()), version)
@@ -247,31 +258,18 @@ def gcs_columns(batch: Any, folder_key: str, name: str | None, ref_head: str) ->
         none = pa.array([], pa.string())
         return ColumnEntries(ref_head, none, none, pa.array([], pa.int64()), none, []), batch
     key, etag, size, generation = batch.column(KEY), batch.column(ETAG), batch.column(SIZE), batch.column(VERSION)
-    relative = pc.utf8_slice_codeunits(key, len(folder_key))
-    path = pc.binary_join_element_wise(f"{name}/", relative, "") if name else relative
-    checks = [
-        *_path_checks(pa, path),
-        pc.greater(pc.binary_length(etag), 0),
-        pc.match_substring_regex(generation, WHOLE),
-    ]
-    if not _escape_free(pa, etag):
-        checks.append(pc.invert(pc.match_substring_regex(etag, NEEDS_ESCAPE)))
-    if size.null_count:
-        checks.append(pc.is_valid(size))
+    path, checks = _common(pa, key, etag, size, folder_key, name)
+    checks.append(pc.match_substring_regex(generation, WHOLE))
     hashes = []
     for column, label in ((MD5, "md5"), (CRC32C, "crc32c")):
         values = batch.column(column) if column in names else pa.nulls(len(batch), pa.string())
         values = pc.if_else(pc.fill_null(pc.equal(values, ""), False), pa.scalar(None, pa.string()), values)
-        if values.null_count < len(values) and not _escape_free(pa, values):
-            checks.append(pc.invert(pc.fill_null(pc.match_substring_regex(values, NEEDS_ESCAPE), False)))
+        checks += _text_checks(pa, values)
         hashes.append(Field(label, values))
     metageneration = batch.column(METAGENERATION) if METAGENERATION in names else pa.nulls(len(batch), pa.string())
     if metageneration.null_count < len(metageneration):
         checks.append(pc.fill_null(pc.match_substring_regex(metageneration, WHOLE), True))
-    regular = checks[0]
-    for check in checks[1:]:
-        regular = pc.and_kleene(regular, check)
-    regular = pc.fill_null(regular, False)
+    regular = _regular(pc, checks)
 
     def whole(values: Any) -> Any:  # only the regular rows are used: the others may be any text
         return pc.if_else(regular, values, pa.scalar(None, pa.string())).cast(pa.int64())
