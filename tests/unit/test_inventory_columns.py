@@ -17,8 +17,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refscan.backends.base import is_folder_marker
-from refscan.backends.gcs.backend import GCSBackend
-from refscan.backends.s3.backend import S3Backend
 from refscan.errors import RefscanError
 from refscan.inventory.columns import NEEDS_ESCAPE, gcs_columns, s3_columns
 from refscan.inventory.readers import (
@@ -70,15 +68,18 @@ def batch_of(items: list[dict[str, Any]]) -> Any:
     )
 
 
-def plain_entries(items: list[dict[str, Any]], name: str | None) -> list[ManifestEntry | type[Exception]]:
-    """The per-row path: the listing parser, folder markers skipped, the scan engine's entry rule."""
-    to_meta = row_reader("s3")
+def plain_entries(
+    items: list[dict[str, Any]], name: str | None, folder: RefURI = FOLDER
+) -> list[ManifestEntry | type[Exception]]:
+    """The per-row path: the listing parser of the folder's store, folder markers skipped, the scan engine's
+    entry rule."""
+    to_meta = row_reader({"s3": "s3", "gs": "gcs"}[folder.scheme])
     out: list[ManifestEntry | type[Exception]] = []
     for row in items:
         if is_folder_marker(row[KEY], row[SIZE]):
             continue
         try:
-            out.append(folder_entry(S3Backend, FOLDER, to_meta(row), name))
+            out.append(folder_entry(folder.backend, folder, to_meta(row), name))
         except (ValueError, RefscanError) as exc:
             out.append(type(exc))
     return out
@@ -206,29 +207,16 @@ gcs_rows = st.fixed_dictionaries(
 )
 
 
-def gcs_plain(items: list[dict[str, Any]], name: str | None) -> list[ManifestEntry | type[Exception]]:
-    to_meta = row_reader("gcs")
-    out: list[ManifestEntry | type[Exception]] = []
-    for row in items:
-        if is_folder_marker(row[KEY], row[SIZE]):
-            continue
-        try:
-            out.append(folder_entry(GCSBackend, GCS_FOLDER, to_meta(row), name))
-        except (ValueError, RefscanError) as exc:
-            out.append(type(exc))
-    return out
-
-
 @settings(max_examples=300, deadline=None)
 @given(st.lists(gcs_rows, min_size=1, max_size=12), st.sampled_from([None, "n"]))
 def test_gcs_fast_path_equals_the_per_row_path(items: list[dict[str, Any]], name: str | None) -> None:
     columns, others = gcs_columns(batch_of(items), GCS_FOLDER.key, name, "gs://bkt/")
-    rest = gcs_plain(others.to_pylist(), name)
+    rest = plain_entries(others.to_pylist(), name, GCS_FOLDER)
     columns.others = [e for e in rest if isinstance(e, ManifestEntry)]
     text = columns.jsonl()
     assert bytes(columns.jsonl_bytes()) == text.encode()
     fast = columns.entries() + [e for e in rest if not isinstance(e, ManifestEntry)]
-    assert order(fast) == order(gcs_plain(items, name))
+    assert order(fast) == order(plain_entries(items, name, GCS_FOLDER))
     made = [e for e in fast if isinstance(e, ManifestEntry)]
     assert sorted(text.splitlines(keepends=True)) == sorted(map(jsonl_line, made))
 
