@@ -257,6 +257,11 @@ def _add(
             columns[column].append(x.get(key))
 
 
+def _extra_columns(extras: list[Any], profile: Profile) -> dict[str, list[Any]]:
+    """The typed extras (msgspec structs of `profile`) as the profile's columns."""
+    return {column: list(map(attrgetter(key), extras)) for key, column, _ in profile.extras}
+
+
 def from_rows(chunks: Iterable[list[tuple[str, str, str | None, int | None, str]]], profile: Profile) -> EntryColumns:
     """Entries kept as rows `(path, digest, ref, size, extra JSON)` (a store's), in path order and a chunk at
     a time, as columns: each chunk's extras parsed together, typed; a chunk with an entry that is not simple
@@ -274,9 +279,7 @@ def from_rows(chunks: Iterable[list[tuple[str, str, str | None, int | None, str]
             tables.append(_table(columns, profile))
             continue
         columns = {"path": paths, "digest": digests, "ref": refs, "size": sizes}
-        for key, column, _ in profile.extras:
-            columns[column] = list(map(attrgetter(key), typed))
-        tables.append(_table(columns, profile))
+        tables.append(_table(columns | _extra_columns(typed, profile), profile))
     found = _columns(tables, others, profile)
     if found is None:
         raise ManifestError("the store holds a path twice in one version")
@@ -407,9 +410,7 @@ def _parse_piece(
     extras = list(map(attrgetter("extra"), values))
     if None in extras:
         extras = [x if x is not None else profile.no_extra for x in extras]
-    for key, column, _ in profile.extras:
-        columns[column] = list(map(attrgetter(key), extras))
-    tables.append(_table(columns, profile))
+    tables.append(_table(columns | _extra_columns(extras, profile), profile))
     return True
 
 
