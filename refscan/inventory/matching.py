@@ -153,7 +153,8 @@ async def unchanged(inventory: Inventory, entries: EntryColumns) -> Any:
             continue
         values = {"name": found, "digest": rows.digest, "size": rows.size}
         values |= {column: rows.values(key) for column, key in compared}
-        gathering.add(pa.table(values).filter(pc.is_valid(found)), pc.min_max(found))
+        gathered = pa.table(values)
+        gathering.add(gathered.filter(pc.is_valid(found)) if found.null_count else gathered, pc.min_max(found))
         if gathering.ready():
             settle(*gathering.take())
     if gathering.rows:
