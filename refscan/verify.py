@@ -407,8 +407,8 @@ async def averify(
 
     `inventory`: the location of an inventory manifest (URI or local path) taken after the entries were
     recorded; entries it can vouch for are checked against its rows with no request per object, the others
-    are looked up live, and the report says how many were (`VerifyReport.inventory`). With an S3 inventory
-    (and not `deep`), entries that record what a scan of it records are answered in bulk, a manifest file
+    are looked up live, and the report says how many were (`VerifyReport.inventory`). Without `deep`,
+    entries that record what a scan of the inventory records are answered in bulk, a manifest file
     being read in chunks: memory stays at a few hundred bytes per entry.
 
     `rescan`: folder URIs to list again; each object found there whose ref is not in the manifest gives a
